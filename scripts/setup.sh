@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs everything weft needs on a Debian host: system packages, then the
+# npm dependencies (which bring Node 24 as the `node` devDependency).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-system.sh
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
