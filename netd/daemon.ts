@@ -1,0 +1,192 @@
+/**
+ * `netd run`: holds the applied desired-state document, persists it, and
+ * keeps the kernel matching it: on start (re-adopting what exists), on every
+ * new document, on request, and every reconcile interval.
+ */
+import type { Logger } from 'pino'
+import type { RunOptions } from './config.ts'
+import { parseDesiredState, type DesiredState } from './desired-state.ts'
+import type { NodeIdentity } from './desired-kernel.ts'
+import type { IprouteRunner } from './iproute.ts'
+import type { KernelState } from './kernel-state.ts'
+import type { NetdMetrics } from './metrics.ts'
+import { observeKernel } from './observe.ts'
+import { Reconciler, type ReconcileResult } from './reconciler.ts'
+import { loadState, saveState } from './state-file.ts'
+import { VXLAN_OVERHEAD, underlayMtu } from './underlay.ts'
+import { NetdError } from './errors.ts'
+
+export interface LastReconcile {
+  at: string
+  ok: boolean
+  commands: number
+  durationMs: number
+  error: string | null
+}
+
+export interface ReconcileSummary {
+  commands: number
+  batches: number
+  durationMs: number
+  reasons: string[]
+}
+
+export class NetdDaemon {
+  readonly options: RunOptions
+  readonly #runner: IprouteRunner
+  readonly #log: Logger
+  readonly #metrics: NetdMetrics
+  #node: NodeIdentity | null = null
+  #underlayIfname = ''
+  #reconciler: Reconciler | null = null
+  #doc: DesiredState | null = null
+  #timer: NodeJS.Timeout | null = null
+  #last: LastReconcile | null = null
+  readonly #startedAt = Date.now()
+
+  constructor (options: RunOptions, runner: IprouteRunner, log: Logger, metrics: NetdMetrics) {
+    this.options = options
+    this.#runner = runner
+    this.#log = log
+    this.#metrics = metrics
+  }
+
+  async start (): Promise<void> {
+    const underlay = await underlayMtu(this.#runner, this.options.advertiseAddr)
+    const mtu = this.options.underlayMtu ?? underlay.mtu
+    this.#underlayIfname = underlay.ifname
+    this.#node = { prefix: this.options.netnsPrefix, underlayAddress: this.options.advertiseAddr, overlayMtu: mtu - VXLAN_OVERHEAD }
+    this.#reconciler = new Reconciler(this.#runner, this.#node, this.#log.child({ component: 'reconciler' }))
+    this.#setDocument(await loadState(this.options.stateDir))
+    this.#log.info({ underlay: underlay.ifname, underlayMtu: mtu, overlayMtu: this.#node.overlayMtu, revision: this.document.revision }, 'netd starting')
+    // A failed first reconcile is logged and retried on the interval: the daemon must come up to be debuggable.
+    await this.reconcile().catch(() => undefined)
+    if (this.options.reconcileInterval > 0) {
+      this.#timer = setInterval(() => { this.reconcile().catch(() => undefined) }, this.options.reconcileInterval * 1000)
+      this.#timer.unref()
+    }
+  }
+
+  async stop (): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer)
+    this.#timer = null
+    if (this.options.cleanup) await this.cleanup()
+  }
+
+  get document (): DesiredState {
+    if (!this.#doc) throw new NetdError('NETD_ERR_API', 'netd has not started')
+    return this.#doc
+  }
+
+  get node (): NodeIdentity {
+    if (!this.#node) throw new NetdError('NETD_ERR_API', 'netd has not started')
+    return this.#node
+  }
+
+  /** Validates before anything else: a rejected document changes neither the kernel nor the saved state. */
+  async apply (input: unknown): Promise<ReconcileSummary> {
+    let doc: DesiredState
+    try {
+      doc = parseDesiredState(input)
+    } catch (error) {
+      this.#metrics.rejectedDocuments.inc()
+      throw error
+    }
+    await saveState(this.options.stateDir, doc)
+    this.#setDocument(doc)
+    this.#log.info({ revision: doc.revision, networks: doc.networks.length, endpoints: doc.endpoints.length, remoteEndpoints: doc.remoteEndpoints.length }, 'document applied')
+    return await this.reconcile()
+  }
+
+  async reconcile (): Promise<ReconcileSummary> {
+    const stopTimer = this.#metrics.reconcileSeconds.startTimer()
+    try {
+      const result = await this.#reconcilerOrThrow().reconcile(this.document)
+      this.#record(result, null)
+      return summarise(result)
+    } catch (error) {
+      this.#record(null, error as Error)
+      this.#log.error({ err: error }, 'reconcile failed')
+      throw error
+    } finally {
+      stopTimer()
+    }
+  }
+
+  async drift (): Promise<string[]> {
+    const commands = await this.#reconcilerOrThrow().drift(this.document)
+    this.#metrics.drift.set(commands.length)
+    return [...new Set(commands.map((c) => c.reason))]
+  }
+
+  async observe (): Promise<KernelState> {
+    return await observeKernel(this.#runner, this.node.prefix)
+  }
+
+  /** `netd leave`: forget the document and remove every kernel object this netd made. */
+  async leave (): Promise<ReconcileSummary> {
+    const empty = parseDesiredState({ version: 1, revision: this.document.revision + 1, networks: [], endpoints: [], remoteEndpoints: [] })
+    await saveState(this.options.stateDir, empty)
+    this.#setDocument(empty)
+    return await this.cleanup()
+  }
+
+  async cleanup (): Promise<ReconcileSummary> {
+    const result = await this.#reconcilerOrThrow().cleanup()
+    this.#log.info({ commands: result.commands.length }, 'removed kernel objects')
+    return summarise(result)
+  }
+
+  status () {
+    return {
+      node: this.options.nodeName,
+      advertiseAddr: this.options.advertiseAddr,
+      underlayInterface: this.#underlayIfname,
+      overlayMtu: this.node.overlayMtu,
+      netnsPrefix: this.node.prefix,
+      revision: this.document.revision,
+      networks: this.document.networks.length,
+      endpoints: this.document.endpoints.length,
+      remoteEndpoints: this.document.remoteEndpoints.length,
+      uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 1000),
+      lastReconcile: this.#last
+    }
+  }
+
+  #reconcilerOrThrow (): Reconciler {
+    if (!this.#reconciler) throw new NetdError('NETD_ERR_API', 'netd has not started')
+    return this.#reconciler
+  }
+
+  #setDocument (doc: DesiredState): void {
+    this.#doc = doc
+    this.#metrics.revision.set(doc.revision)
+    this.#metrics.desired.set({ kind: 'network' }, doc.networks.length)
+    this.#metrics.desired.set({ kind: 'endpoint' }, doc.endpoints.length)
+    this.#metrics.desired.set({ kind: 'remote_endpoint' }, doc.remoteEndpoints.length)
+  }
+
+  #record (result: ReconcileResult | null, error: Error | null): void {
+    this.#metrics.reconciles.inc({ result: error ? 'error' : 'ok' })
+    if (result) {
+      this.#metrics.kernelCommands.inc(result.commands.length)
+      this.#metrics.drift.set(0)
+    }
+    this.#last = {
+      at: new Date().toISOString(),
+      ok: error === null,
+      commands: result?.commands.length ?? 0,
+      durationMs: Math.round(result?.durationMs ?? 0),
+      error: error?.message ?? null
+    }
+  }
+}
+
+function summarise (result: ReconcileResult): ReconcileSummary {
+  return {
+    commands: result.commands.length,
+    batches: result.batches,
+    durationMs: Math.round(result.durationMs),
+    reasons: [...new Set(result.commands.map((c) => c.reason))]
+  }
+}

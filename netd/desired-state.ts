@@ -1,0 +1,172 @@
+/**
+ * The node's desired-state document: what one node must build. The manager's
+ * dispatcher will stream it later; `netd apply -f` feeds it by hand now.
+ *
+ * Shape is checked by a zod schema (types are derived from it); the rules that
+ * span entries (duplicate VNI, IP outside subnet, duplicate IP or MAC within a
+ * network) are checked afterwards, and every violation is reported with the
+ * path of the offending field, so one error message lists everything wrong.
+ */
+import { z } from 'zod'
+import { Address4 } from 'ip-address'
+import { NetdError } from './errors.ts'
+
+const ID_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,31}$/
+const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
+
+const id = z.string().regex(ID_PATTERN, 'must be 1-32 characters of a-z, 0-9, _ . - starting with a letter or digit')
+
+const ipv4 = z.string().refine((s) => Address4.isValid(s) && !s.includes('/'), 'must be an IPv4 address')
+
+const cidr = z.string().refine((s) => {
+  if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(s) || !Address4.isValid(s)) return false
+  const prefix = Number(s.split('/')[1])
+  return prefix >= 8 && prefix <= 30
+}, 'must be an IPv4 CIDR with a prefix length from /8 to /30')
+
+const mac = z.string()
+  .transform((s) => s.toLowerCase())
+  .refine((s) => MAC_PATTERN.test(s), 'must be a MAC address like 02:42:0a:00:01:02')
+  .refine((s) => (parseInt(s.slice(0, 2), 16) & 1) === 0, 'must be a unicast MAC address')
+
+export const networkSchema = z.strictObject({
+  id,
+  name: z.string().min(1).max(64),
+  subnet: cidr,
+  gateway: ipv4,
+  vni: z.int().min(1).max(16_777_215)
+})
+
+export const endpointSchema = z.strictObject({
+  task: id,
+  network: id,
+  ip: ipv4,
+  mac
+})
+
+export const remoteEndpointSchema = z.strictObject({
+  network: id,
+  ip: ipv4,
+  mac,
+  node: ipv4
+})
+
+export const desiredStateSchema = z.strictObject({
+  version: z.literal(1),
+  revision: z.int().min(0),
+  networks: z.array(networkSchema),
+  endpoints: z.array(endpointSchema),
+  remoteEndpoints: z.array(remoteEndpointSchema)
+})
+
+export type Network = z.infer<typeof networkSchema>
+export type Endpoint = z.infer<typeof endpointSchema>
+export type RemoteEndpoint = z.infer<typeof remoteEndpointSchema>
+export type DesiredState = z.infer<typeof desiredStateSchema>
+
+export const EMPTY_STATE: DesiredState = Object.freeze({
+  version: 1,
+  revision: 0,
+  networks: [],
+  endpoints: [],
+  remoteEndpoints: []
+}) as DesiredState
+
+function formatPath (path: readonly PropertyKey[]): string {
+  return path.reduce<string>((out, key) =>
+    typeof key === 'number' ? `${out}[${key}]` : out === '' ? String(key) : `${out}.${String(key)}`, '')
+}
+
+/** Returns the violations of the rules that span entries; empty when the document is coherent. */
+export function crossCheck (doc: DesiredState): string[] {
+  const problems: string[] = []
+  const networks = new Map<string, { index: number, subnet: Address4, network: Network }>()
+  const vnis = new Map<number, number>()
+  const names = new Map<string, number>()
+
+  doc.networks.forEach((network, index) => {
+    const at = `networks[${index}]`
+    const subnet = new Address4(network.subnet)
+    if (networks.has(network.id)) problems.push(`${at}.id: duplicate network id "${network.id}" (also networks[${networks.get(network.id)!.index}])`)
+    else networks.set(network.id, { index, subnet, network })
+    const vniOwner = vnis.get(network.vni)
+    if (vniOwner !== undefined) problems.push(`${at}.vni: duplicate VNI ${network.vni} (also networks[${vniOwner}])`)
+    else vnis.set(network.vni, index)
+    const nameOwner = names.get(network.name)
+    if (nameOwner !== undefined) problems.push(`${at}.name: duplicate network name "${network.name}" (also networks[${nameOwner}])`)
+    else names.set(network.name, index)
+    if (subnet.startAddress().correctForm() !== subnet.correctForm()) {
+      problems.push(`${at}.subnet: ${network.subnet} has host bits set (network address is ${subnet.startAddress().correctForm()}/${subnet.subnetMask})`)
+    }
+    const gatewayProblem = addressProblem(network.gateway, subnet, network.subnet)
+    if (gatewayProblem) problems.push(`${at}.gateway: ${gatewayProblem}`)
+  })
+
+  // Per network: every address and MAC is claimed once, by the gateway or one endpoint.
+  const ipOwners = new Map<string, string>()
+  const macOwners = new Map<string, string>()
+  for (const [networkId, { index }] of networks) ipOwners.set(`${networkId}/${doc.networks[index]!.gateway}`, `networks[${index}].gateway`)
+  const taskNetworks = new Map<string, string>()
+
+  const claim = (at: string, entry: { network: string, ip: string, mac: string }): void => {
+    const owner = networks.get(entry.network)
+    if (!owner) {
+      problems.push(`${at}.network: unknown network "${entry.network}"`)
+      return
+    }
+    const outside = addressProblem(entry.ip, owner.subnet, owner.network.subnet)
+    if (outside) problems.push(`${at}.ip: ${outside}`)
+    const ipKey = `${entry.network}/${entry.ip}`
+    const ipOwner = ipOwners.get(ipKey)
+    if (ipOwner) problems.push(`${at}.ip: duplicate IP ${entry.ip} on network "${entry.network}" (also ${ipOwner})`)
+    else ipOwners.set(ipKey, at)
+    const macKey = `${entry.network}/${entry.mac}`
+    const macOwner = macOwners.get(macKey)
+    if (macOwner) problems.push(`${at}.mac: duplicate MAC ${entry.mac} on network "${entry.network}" (also ${macOwner})`)
+    else macOwners.set(macKey, at)
+  }
+
+  doc.endpoints.forEach((endpoint, index) => {
+    const at = `endpoints[${index}]`
+    claim(at, endpoint)
+    const attachment = `${endpoint.task}/${endpoint.network}`
+    const previous = taskNetworks.get(attachment)
+    if (previous) problems.push(`${at}: task "${endpoint.task}" is attached to network "${endpoint.network}" twice (also ${previous})`)
+    else taskNetworks.set(attachment, at)
+  })
+  doc.remoteEndpoints.forEach((remote, index) => claim(`remoteEndpoints[${index}]`, remote))
+  return problems
+}
+
+function addressProblem (ip: string, subnet: Address4, subnetText: string): string | undefined {
+  const address = new Address4(ip)
+  if (!address.isInSubnet(subnet)) return `${ip} is outside subnet ${subnetText}`
+  if (ip === subnet.startAddress().correctForm()) return `${ip} is the network address of ${subnetText}`
+  if (ip === subnet.endAddress().correctForm()) return `${ip} is the broadcast address of ${subnetText}`
+  return undefined
+}
+
+/**
+ * Validates an untrusted document. Throws NETD_ERR_INVALID_DOCUMENT listing
+ * every problem by field path; returns a frozen, normalised document.
+ */
+export function parseDesiredState (input: unknown): DesiredState {
+  const parsed = desiredStateSchema.safeParse(input)
+  if (!parsed.success) {
+    const details = parsed.error.issues.map((issue) => `${formatPath(issue.path) || '(document)'}: ${issue.message}`)
+    throw new NetdError('NETD_ERR_INVALID_DOCUMENT', `invalid desired-state document: ${details.join('; ')}`, details)
+  }
+  const problems = crossCheck(parsed.data)
+  if (problems.length > 0) {
+    throw new NetdError('NETD_ERR_INVALID_DOCUMENT', `invalid desired-state document: ${problems.join('; ')}`, problems)
+  }
+  return deepFreeze(parsed.data)
+}
+
+function deepFreeze<T> (value: T): T {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner)
+    Object.freeze(value)
+  }
+  return value
+}

@@ -1,0 +1,106 @@
+/**
+ * The kernel objects netd owns on one node, as plain data. The same shape
+ * describes what should exist (built from the desired-state document) and
+ * what does exist (parsed from iproute2's JSON), so reconciling is a diff of
+ * two values.
+ *
+ * Ownership: every namespace whose name starts with the node's prefix is
+ * netd's, and so is everything inside it. The only objects netd creates
+ * outside its namespaces are VXLAN devices, for the instant between their
+ * creation on the underlay and their move into a network namespace; those
+ * carry the `wvx` name prefix so a crash in between can be cleaned up.
+ */
+import { createHash } from 'node:crypto'
+
+export const VXLAN_PORT = 4789
+export const BRIDGE = 'br0'
+export const VXLAN = 'vx0'
+export const HOST_VXLAN_PREFIX = 'wvx'
+export const TASK_ALIAS_PREFIX = 'weft:task='
+export const NETWORK_ALIAS_PREFIX = 'weft:net='
+
+export interface LinkBase {
+  ifname: string
+  mtu: number
+  up: boolean
+}
+
+export interface VxlanLink extends LinkBase {
+  vni: number
+  local: string
+  port: number
+  learning: boolean
+  proxy: boolean
+  master: string | null
+}
+
+/** The bridge-side end of a task's veth, inside a network namespace. */
+export interface PortLink extends LinkBase {
+  task: string
+  master: string | null
+}
+
+export interface NetworkNamespace {
+  netns: string
+  network: string
+  loUp: boolean
+  bridge: LinkBase | null
+  vxlan: VxlanLink | null
+  /** Links in the namespace that are neither ours by name nor lo: removed on sight. */
+  strayLinks: string[]
+  /** Keyed by task id. */
+  ports: Map<string, PortLink>
+  /** Remote MAC → underlay address of the node that hosts it. */
+  fdb: Map<string, string>
+  /** Remote IP → MAC, permanent entries on the VXLAN device. */
+  neighbours: Map<string, string>
+}
+
+/** The task-side end of a veth, inside a task namespace. */
+export interface TaskInterface extends LinkBase {
+  network: string
+  mac: string
+  /** "ip/prefix", or null when the interface has no IPv4 address. */
+  address: string | null
+}
+
+export interface TaskNamespace {
+  netns: string
+  task: string
+  loUp: boolean
+  /** Keyed by network id. */
+  interfaces: Map<string, TaskInterface>
+  strayLinks: string[]
+}
+
+export interface KernelState {
+  /** Keyed by network id. */
+  networks: Map<string, NetworkNamespace>
+  /** Keyed by task id. */
+  tasks: Map<string, TaskNamespace>
+  /** Namespaces with our prefix that are neither a network nor a task namespace. */
+  strayNamespaces: string[]
+  /** VXLAN devices left in the host namespace by an interrupted move. */
+  strayHostLinks: string[]
+}
+
+export function emptyKernelState (): KernelState {
+  return { networks: new Map(), tasks: new Map(), strayNamespaces: [], strayHostLinks: [] }
+}
+
+export function networkNamespaceName (prefix: string, network: string): string {
+  return `${prefix}n-${network}`
+}
+
+export function taskNamespaceName (prefix: string, task: string): string {
+  return `${prefix}t-${task}`
+}
+
+/** Interface names are limited to 15 bytes, so the port is named by a digest of the task id. */
+export function portName (task: string): string {
+  return `ve${createHash('sha256').update(task).digest('hex').slice(0, 10)}`
+}
+
+export function hostVxlanName (vni: number): string {
+  return `${HOST_VXLAN_PREFIX}${vni}`
+}

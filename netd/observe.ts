@@ -1,0 +1,140 @@
+/**
+ * Reads what the kernel holds in netd's namespaces into a KernelState. The
+ * parsers are pure (iproute2 JSON in, state out); `observeKernel` is the thin
+ * I/O around them, a handful of batched dumps per namespace.
+ */
+import {
+  BRIDGE, HOST_VXLAN_PREFIX, NETWORK_ALIAS_PREFIX, TASK_ALIAS_PREFIX, VXLAN, emptyKernelState,
+  type KernelState, type NetworkNamespace, type PortLink, type TaskNamespace
+} from './kernel-state.ts'
+import type { IprouteRunner } from './iproute.ts'
+
+/** The fields of `ip -json -details addr show` that netd reads. */
+interface IpLink {
+  ifname: string
+  flags?: string[]
+  mtu: number
+  address?: string
+  master?: string
+  ifalias?: string
+  linkinfo?: { info_kind?: string, info_data?: Record<string, unknown> }
+  addr_info?: Array<{ family: string, local: string, prefixlen: number }>
+}
+
+interface FdbEntry { mac: string, ifname?: string, dst?: string, flags?: string[], state?: string }
+interface NeighbourEntry { dst: string, dev: string, lladdr?: string, state?: string[] }
+
+const isUp = (link: IpLink): boolean => link.flags?.includes('UP') ?? false
+
+export function parseNetworkNamespace (
+  netns: string, network: string, links: IpLink[], neighbours: NeighbourEntry[], fdb: FdbEntry[]
+): NetworkNamespace {
+  const state: NetworkNamespace = {
+    netns, network, loUp: false, bridge: null, vxlan: null, strayLinks: [], ports: new Map(), fdb: new Map(), neighbours: new Map()
+  }
+  for (const link of links) {
+    const kind = link.linkinfo?.info_kind
+    const data = link.linkinfo?.info_data ?? {}
+    if (link.ifname === 'lo') {
+      state.loUp = isUp(link)
+    } else if (link.ifname === BRIDGE && kind === 'bridge') {
+      state.bridge = { ifname: link.ifname, mtu: link.mtu, up: isUp(link) }
+    } else if (link.ifname === VXLAN && kind === 'vxlan') {
+      state.vxlan = {
+        ifname: link.ifname,
+        mtu: link.mtu,
+        up: isUp(link),
+        vni: Number(data.id),
+        local: String(data.local ?? ''),
+        port: Number(data.port),
+        learning: data.learning === true,
+        proxy: data.proxy === true,
+        master: link.master ?? null
+      }
+    } else if (kind === 'veth' && link.ifalias?.startsWith(TASK_ALIAS_PREFIX)) {
+      const port: PortLink = {
+        ifname: link.ifname, task: link.ifalias.slice(TASK_ALIAS_PREFIX.length), mtu: link.mtu, up: isUp(link), master: link.master ?? null
+      }
+      state.ports.set(port.task, port)
+    } else {
+      state.strayLinks.push(link.ifname)
+    }
+  }
+  for (const entry of fdb) {
+    if (entry.ifname === VXLAN && entry.dst && entry.flags?.includes('self') && entry.state === 'permanent') state.fdb.set(entry.mac, entry.dst)
+  }
+  for (const entry of neighbours) {
+    if (entry.dev === VXLAN && entry.lladdr && entry.state?.includes('PERMANENT')) state.neighbours.set(entry.dst, entry.lladdr)
+  }
+  return state
+}
+
+export function parseTaskNamespace (netns: string, task: string, links: IpLink[]): TaskNamespace {
+  const state: TaskNamespace = { netns, task, loUp: false, interfaces: new Map(), strayLinks: [] }
+  for (const link of links) {
+    if (link.ifname === 'lo') {
+      state.loUp = isUp(link)
+      continue
+    }
+    if (link.linkinfo?.info_kind !== 'veth' || !link.ifalias?.startsWith(NETWORK_ALIAS_PREFIX)) {
+      state.strayLinks.push(link.ifname)
+      continue
+    }
+    const network = link.ifalias.slice(NETWORK_ALIAS_PREFIX.length)
+    const inet = link.addr_info?.filter((a) => a.family === 'inet') ?? []
+    state.interfaces.set(network, {
+      ifname: link.ifname,
+      network,
+      mac: link.address ?? '',
+      mtu: link.mtu,
+      up: isUp(link),
+      // More than one address is drift too: it reads as a mismatch and gets flushed.
+      address: inet.length === 1 ? `${inet[0]!.local}/${inet[0]!.prefixlen}` : inet.length === 0 ? null : inet.map((a) => `${a.local}/${a.prefixlen}`).join(',')
+    })
+  }
+  return state
+}
+
+export function strayHostLinks (links: IpLink[]): string[] {
+  return links
+    .filter((link) => link.ifname.startsWith(HOST_VXLAN_PREFIX) && link.linkinfo?.info_kind === 'vxlan')
+    .map((link) => link.ifname)
+}
+
+/** Classifies a namespace name under the prefix: `n-<network>` or `t-<task>`. */
+export function classifyNamespace (prefix: string, netns: string): { kind: 'network' | 'task', id: string } | { kind: 'stray' } | null {
+  if (!netns.startsWith(prefix)) return null
+  const rest = netns.slice(prefix.length)
+  if (rest.startsWith('n-') && rest.length > 2) return { kind: 'network', id: rest.slice(2) }
+  if (rest.startsWith('t-') && rest.length > 2) return { kind: 'task', id: rest.slice(2) }
+  return { kind: 'stray' }
+}
+
+const DUMP_CONCURRENCY = 8
+
+export async function observeKernel (runner: IprouteRunner, prefix: string): Promise<KernelState> {
+  const state = emptyKernelState()
+  const [hostLinks] = await runner.dump('ip', null, ['link show'])
+  state.strayHostLinks = strayHostLinks(hostLinks as IpLink[])
+
+  const owned = (await runner.namespaces()).flatMap((netns) => {
+    const kind = classifyNamespace(prefix, netns)
+    return kind ? [{ netns, kind }] : []
+  })
+  const readOne = async ({ netns, kind }: typeof owned[number]): Promise<void> => {
+    if (kind.kind === 'stray') {
+      state.strayNamespaces.push(netns)
+    } else if (kind.kind === 'network') {
+      const [links, neighbours] = await runner.dump('ip', netns, ['addr show', 'neigh show nud permanent'])
+      const [fdb] = await runner.dump('bridge', netns, ['fdb show'])
+      state.networks.set(kind.id, parseNetworkNamespace(netns, kind.id, links as IpLink[], neighbours as NeighbourEntry[], fdb as FdbEntry[]))
+    } else {
+      const [links] = await runner.dump('ip', netns, ['addr show'])
+      state.tasks.set(kind.id, parseTaskNamespace(netns, kind.id, links as IpLink[]))
+    }
+  }
+  for (let start = 0; start < owned.length; start += DUMP_CONCURRENCY) {
+    await Promise.all(owned.slice(start, start + DUMP_CONCURRENCY).map(readOne))
+  }
+  return state
+}
