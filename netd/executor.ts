@@ -13,6 +13,13 @@ export interface ExecutionReport {
   batches: number
 }
 
+/**
+ * A removal that finds nothing to remove has done its job: the object may have gone with its veth
+ * peer or its namespace (whose teardown the kernel finishes asynchronously), or by hand.
+ */
+const ALREADY_GONE = /Cannot find device|No such file or directory|No such device|Cannot remove namespace/
+const isRemoval = (line: string): boolean => /^(link del|netns del|fdb del|neigh flush) /.test(line)
+
 interface Batch { tool: 'ip' | 'bridge', netns: string | null, lines: string[] }
 
 export function groupIntoBatches (commands: readonly Command[]): Batch[][] {
@@ -35,7 +42,11 @@ export async function execute (runner: IprouteRunner, commands: readonly Command
     batches += stage.length
     const results = await Promise.all(stage.map(async (batch) => ({ batch, result: await runner.batch(batch.tool, batch.netns, batch.lines) })))
     for (const { batch, result } of results) {
-      if (!result.ok) failures.push(...result.errors.map((error) => `${batch.tool} in ${batch.netns ?? 'host namespace'}: ${error}`))
+      for (const failure of result.failures) {
+        const line = batch.lines[failure.index]
+        if (line !== undefined && isRemoval(line) && ALREADY_GONE.test(failure.message)) continue
+        failures.push(`${batch.tool} in ${batch.netns ?? 'host namespace'}: ${failure.message}${line === undefined ? '' : ` (${line})`}`)
+      }
     }
   }
   if (failures.length > 0) {

@@ -6,10 +6,15 @@
  */
 import { spawn } from 'node:child_process'
 
+export interface BatchFailure {
+  /** 0-based index of the failed line in the batch; -1 when iproute2 did not say which. */
+  index: number
+  /** iproute2's own message. */
+  message: string
+}
+
 export interface BatchResult {
-  ok: boolean
-  /** iproute2's own messages, one per failed line. */
-  errors: string[]
+  failures: BatchFailure[]
 }
 
 export interface IprouteRunner {
@@ -19,6 +24,27 @@ export interface IprouteRunner {
   dump (tool: 'ip' | 'bridge', netns: string | null, lines: readonly string[]): Promise<unknown[]>
   /** Names of the network namespaces that exist. */
   namespaces (): Promise<string[]>
+}
+
+/**
+ * iproute2 prints a failed line's message(s) followed by "Command failed -:N" (N counts from 1).
+ * Messages with no such trailer (some commands exit the batch outright) are kept with index -1.
+ */
+export function parseBatchErrors (stderr: string): BatchFailure[] {
+  const failures: BatchFailure[] = []
+  let pending: string[] = []
+  for (const line of stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '')) {
+    const trailer = /^Command failed -:(\d+)$/.exec(line)
+    if (trailer) {
+      failures.push({ index: Number(trailer[1]) - 1, message: pending.join(' ') || 'failed' })
+      pending = []
+    } else {
+      pending.push(line)
+    }
+  }
+  if (pending.length > 0) failures.push({ index: -1, message: pending.join(' ') })
+  if (failures.length === 0) failures.push({ index: -1, message: 'batch failed without a message' })
+  return failures
 }
 
 interface Completed { code: number, stdout: string, stderr: string }
@@ -43,11 +69,11 @@ function namespaceArgs (netns: string | null): string[] {
 
 export const iproute: IprouteRunner = {
   async batch (tool, netns, lines) {
-    if (lines.length === 0) return { ok: true, errors: [] }
+    if (lines.length === 0) return { failures: [] }
     // -force: keep going after a failed line, so one bad object does not leave the rest of the batch undone.
     const result = await run(tool, [...namespaceArgs(netns), '-force', '-batch', '-'], lines.join('\n') + '\n')
-    const errors = result.stderr.split('\n').map((line) => line.trim()).filter((line) => line !== '')
-    return { ok: result.code === 0, errors: result.code === 0 ? [] : errors }
+    if (result.code === 0) return { failures: [] }
+    return { failures: parseBatchErrors(result.stderr) }
   },
 
   async dump (tool, netns, lines) {

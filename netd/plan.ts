@@ -58,18 +58,26 @@ export function plan (desired: KernelState, observed: KernelState): Command[] {
     if (!desired.networks.has(network)) emit(Stage.removeNamespaces, null, 'ip', `netns del ${namespace.netns}`, `unexpected network ${network}`)
   }
 
+  // Deleting either end of a veth deletes the pair, and deleting a namespace deletes its veths
+  // with their peers: each pair is removed exactly once, by whichever removal comes first.
+  const going: Removals = {
+    tasks: new Set([...observed.tasks.keys()].filter((task) => !desired.tasks.has(task))),
+    networks: new Set([...observed.networks.keys()].filter((network) => !desired.networks.has(network)))
+  }
   for (const [network, want] of desired.networks) {
-    planNetwork(want, observed.networks.get(network) ?? null, emit)
+    planNetwork(want, observed.networks.get(network) ?? null, observed, going, emit)
   }
   for (const [task, want] of desired.tasks) {
-    planTask(want, observed.tasks.get(task) ?? null, desired, observed, emit)
+    planTask(want, observed.tasks.get(task) ?? null, desired, observed, going, emit)
   }
   return commands.sort((a, b) => a.stage - b.stage)
 }
 
 type Emit = (stage: StageNumber, netns: string | null, tool: 'ip' | 'bridge', line: string, reason: string) => void
 
-function planNetwork (want: NetworkNamespace, have: NetworkNamespace | null, emit: Emit): void {
+interface Removals { tasks: ReadonlySet<string>, networks: ReadonlySet<string> }
+
+function planNetwork (want: NetworkNamespace, have: NetworkNamespace | null, observed: KernelState, going: Removals, emit: Emit): void {
   const ns = want.netns
   const label = `network ${want.network}`
   if (!have) emit(Stage.createFromHost, null, 'ip', `netns add ${ns}`, `missing namespace of ${label}`)
@@ -94,7 +102,10 @@ function planNetwork (want: NetworkNamespace, have: NetworkNamespace | null, emi
     if (existing) planPortAttributes(ns, port, existing, label, emit)
   }
   for (const [task, port] of have?.ports ?? []) {
-    if (!want.ports.has(task)) emit(Stage.removeObjects, ns, 'ip', `link del dev ${port.ifname}`, `unexpected port of task ${task} in ${label}`)
+    if (want.ports.has(task) || going.tasks.has(task)) continue
+    // When the task stays, planTask removes its end of the pair, taking this port with it.
+    if (observed.tasks.get(task)?.interfaces.has(want.network)) continue
+    emit(Stage.removeObjects, ns, 'ip', `link del dev ${port.ifname}`, `unexpected port of task ${task} in ${label}`)
   }
 
   const vxlanRecreated = !sameVxlanIdentity(want.vxlan!, have?.vxlan ?? null)
@@ -108,7 +119,8 @@ function planNetwork (want: NetworkNamespace, have: NetworkNamespace | null, emi
     if (haveFdb.get(mac) !== node) emit(Stage.programPeers, ns, 'bridge', `fdb replace ${mac} dev ${VXLAN} dst ${node} self permanent`, `missing FDB entry ${mac} → ${node} in ${label}`)
   }
   for (const ip of haveNeighbours.keys()) {
-    if (!want.neighbours.has(ip)) emit(Stage.removeObjects, ns, 'ip', `neigh del ${ip} dev ${VXLAN}`, `unexpected neighbour ${ip} in ${label}`)
+    // `neigh del` of a missing entry aborts the whole batch (iproute2 exits); a targeted flush cannot fail that way.
+    if (!want.neighbours.has(ip)) emit(Stage.removeObjects, ns, 'ip', `neigh flush to ${ip} dev ${VXLAN} nud permanent`, `unexpected neighbour ${ip} in ${label}`)
   }
   for (const [ip, mac] of want.neighbours) {
     if (haveNeighbours.get(ip) !== mac) emit(Stage.programPeers, ns, 'ip', `neigh replace ${ip} lladdr ${mac} dev ${VXLAN} nud permanent`, `missing neighbour ${ip} → ${mac} in ${label}`)
@@ -146,7 +158,7 @@ function planPortAttributes (ns: string, want: PortLink, have: PortLink, label: 
   if (!have.up) emit(Stage.configureNetworks, ns, 'ip', `link set dev ${have.ifname} up`, `port of task ${want.task} down in ${label}`)
 }
 
-function planTask (want: TaskNamespace, have: TaskNamespace | null, desired: KernelState, observed: KernelState, emit: Emit): void {
+function planTask (want: TaskNamespace, have: TaskNamespace | null, desired: KernelState, observed: KernelState, going: Removals, emit: Emit): void {
   const ns = want.netns
   const label = `task ${want.task}`
   if (!have) emit(Stage.createFromHost, null, 'ip', `netns add ${ns}`, `missing namespace of ${label}`)
@@ -157,7 +169,9 @@ function planTask (want: TaskNamespace, have: TaskNamespace | null, desired: Ker
 
   const namesInUse = new Set<string>()
   for (const [network, iface] of have?.interfaces ?? []) {
-    if (!want.interfaces.has(network)) emit(Stage.removeObjects, ns, 'ip', `link del dev ${iface.ifname}`, `unexpected interface on network ${network} in ${label}`)
+    if (!want.interfaces.has(network) && !going.networks.has(network)) {
+      emit(Stage.removeObjects, ns, 'ip', `link del dev ${iface.ifname}`, `unexpected interface on network ${network} in ${label}`)
+    }
   }
 
   const toCreate: TaskInterface[] = []
