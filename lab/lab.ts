@@ -235,6 +235,9 @@ export class Lab {
       '--state-dir', dir,
       '--socket', this.netdSocket(node.name),
       '--metrics-addr', NETD_METRICS_ADDR,
+      // netd runs in the host's network namespace but the machine's mount namespace: point dnsd at the
+      // lab's resolver explicitly, never at the machine's own.
+      '--resolv-conf', path.join('/etc/netns', node.netns, 'resolv.conf'),
       ...args,
     ]
     return startDaemon({ netns: node.netns, script: entry, argv, logFile: this.netdLog(node.name) })

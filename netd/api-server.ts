@@ -11,6 +11,8 @@ import type { NetdDaemon } from './daemon.ts'
 import type { NetdMetrics } from './metrics.ts'
 import { NetdError } from './errors.ts'
 import { endpointRows, fdbRows, networkRows } from './views.ts'
+import { listRecords } from '../dnsd/answer.ts'
+import { explainResolution } from '../dnsd/explain.ts'
 
 const MAX_BODY = 16 * 1024 * 1024
 
@@ -34,6 +36,17 @@ export function routes (daemon: NetdDaemon): Map<string, Handler> {
       if (network !== undefined) requireNetwork(daemon, network)
       return endpointRows(daemon.document, await daemon.observe(), prefix(), network)
     }],
+    ['GET /dns', async (query) => {
+      const tables = daemon.dns.server.tables
+      const tasks = query.get('as') ? [requireTask(daemon, query.get('as')!)] : [...new Set(daemon.document.endpoints.map((e) => e.task))]
+      return tasks.flatMap((task) => listRecords(tables, task).map((record) => ({ task, ...record })))
+    }],
+    ['GET /dns/query', async (query) => {
+      const name = query.get('name')
+      if (!name) throw new NetdError('NETD_ERR_API', 'the name query parameter is required')
+      const task = requireTask(daemon, query.get('as') ?? '')
+      return await explainResolution(daemon.dns.server, task, name, (query.get('type') ?? 'A').toUpperCase())
+    }],
     ['GET /fdb', async (query) => {
       const network = query.get('network')
       if (!network) throw new NetdError('NETD_ERR_API', 'the network query parameter is required')
@@ -48,6 +61,13 @@ function requireNetwork (daemon: NetdDaemon, network: string): void {
   if (!daemon.document.networks.some((n) => n.id === network)) {
     throw new NetdError('NETD_ERR_API', `no network "${network}" in the applied document (known: ${daemon.document.networks.map((n) => n.id).join(', ') || 'none'})`)
   }
+}
+
+function requireTask (daemon: NetdDaemon, task: string): string {
+  if (!daemon.document.endpoints.some((e) => e.task === task)) {
+    throw new NetdError('NETD_ERR_API', `no local task "${task}" (local tasks: ${[...new Set(daemon.document.endpoints.map((e) => e.task))].join(', ') || 'none'})`)
+  }
+  return task
 }
 
 async function readBody (request: IncomingMessage): Promise<unknown> {

@@ -17,6 +17,12 @@ export const runOptionsSchema = z.strictObject({
   /** Seconds between drift repairs; 0 repairs only when asked or when the document changes. */
   reconcileInterval: z.coerce.number().min(0).max(3600).default(10),
   cleanup: z.boolean().default(false),
+  /** Serve DNS to tasks at 127.0.0.11 (dnsd, embedded). */
+  dns: z.boolean().default(true),
+  /** Where the node's upstream resolvers and search domains come from. */
+  resolvConf: z.string().min(1).default('/etc/resolv.conf'),
+  /** DNS queries per second one task may send (bursts of twice that); beyond it queries are dropped. */
+  dnsRateLimit: z.coerce.number().int().min(1).max(10_000_000).default(2000),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   /** Underlay MTU; read from the advertise address's interface when not given. */
   underlayMtu: z.coerce.number().int().min(1280).max(65535).optional()

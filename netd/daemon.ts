@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino'
 import type { RunOptions } from './config.ts'
-import { parseDesiredState, type DesiredState } from './desired-state.ts'
+import { EMPTY_STATE, parseDesiredState, type DesiredState } from './desired-state.ts'
 import type { NodeIdentity } from './desired-kernel.ts'
 import type { IprouteRunner } from './iproute.ts'
 import type { KernelState } from './kernel-state.ts'
@@ -15,6 +15,7 @@ import { Reconciler, type ReconcileResult } from './reconciler.ts'
 import { loadState, saveState } from './state-file.ts'
 import { VXLAN_OVERHEAD, underlayMtu } from './underlay.ts'
 import { NetdError } from './errors.ts'
+import { NodeDns } from '../dnsd/node-dns.ts'
 
 export interface LastReconcile {
   at: string
@@ -42,6 +43,7 @@ export class NetdDaemon {
   #doc: DesiredState | null = null
   #timer: NodeJS.Timeout | null = null
   #last: LastReconcile | null = null
+  #dns: NodeDns | null = null
   readonly #startedAt = Date.now()
 
   constructor (options: RunOptions, runner: IprouteRunner, log: Logger, metrics: NetdMetrics) {
@@ -58,6 +60,15 @@ export class NetdDaemon {
     this.#node = { prefix: this.options.netnsPrefix, underlayAddress: this.options.advertiseAddr, overlayMtu: mtu - VXLAN_OVERHEAD }
     this.#reconciler = new Reconciler(this.#runner, this.#node, this.#log.child({ component: 'reconciler' }))
     this.#setDocument(await loadState(this.options.stateDir))
+    if (this.options.dns) {
+      this.#dns = await NodeDns.create({
+        resolvConfPath: this.options.resolvConf,
+        prefix: this.#node.prefix,
+        registry: this.#metrics.registry,
+        log: this.#log.child({ component: 'dnsd' }),
+        rateLimit: { ratePerSecond: this.options.dnsRateLimit, burst: 2 * this.options.dnsRateLimit }
+      }, this.document)
+    }
     this.#log.info({ underlay: underlay.ifname, underlayMtu: mtu, overlayMtu: this.#node.overlayMtu, revision: this.document.revision }, 'netd starting')
     // A failed first reconcile is logged and retried on the interval: the daemon must come up to be debuggable.
     await this.reconcile().catch(() => undefined)
@@ -71,6 +82,12 @@ export class NetdDaemon {
     if (this.#timer) clearInterval(this.#timer)
     this.#timer = null
     if (this.options.cleanup) await this.cleanup()
+    await this.#dns?.close()
+  }
+
+  get dns (): NodeDns {
+    if (!this.#dns) throw new NetdError('NETD_ERR_API', 'dnsd is not running on this node (netd run --no-dns)')
+    return this.#dns
   }
 
   get document (): DesiredState {
@@ -92,6 +109,10 @@ export class NetdDaemon {
       this.#metrics.rejectedDocuments.inc()
       throw error
     }
+    // DNS first, even before the fsync of the saved state: a removed or unhealthy task must leave the
+    // answers at once, and answers that run ahead of the saved state are harmless (a restarted netd is
+    // sent the document again).
+    this.#dns?.update(doc)
     await saveState(this.options.stateDir, doc)
     this.#setDocument(doc)
     this.#log.info({ revision: doc.revision, networks: doc.networks.length, endpoints: doc.endpoints.length, remoteEndpoints: doc.remoteEndpoints.length }, 'document applied')
@@ -110,6 +131,8 @@ export class NetdDaemon {
       throw error
     } finally {
       stopTimer()
+      // Also after a partial failure: every task namespace that exists gets its DNS socket.
+      await this.#dns?.sync(this.document)
     }
   }
 
@@ -128,10 +151,12 @@ export class NetdDaemon {
     const empty = parseDesiredState({ version: 1, revision: this.document.revision + 1, networks: [], endpoints: [], remoteEndpoints: [] })
     await saveState(this.options.stateDir, empty)
     this.#setDocument(empty)
+    this.#dns?.update(empty)
     return await this.cleanup()
   }
 
   async cleanup (): Promise<ReconcileSummary> {
+    await this.#dns?.sync(EMPTY_STATE)
     const result = await this.#reconcilerOrThrow().cleanup()
     this.#log.info({ commands: result.commands.length }, 'removed kernel objects')
     return summarise(result)

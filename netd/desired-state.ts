@@ -37,18 +37,61 @@ export const networkSchema = z.strictObject({
   vni: z.int().min(1).max(16_777_215)
 })
 
+/** A DNS label-based name: lower-case letters, digits, dashes and dots (compared case-insensitively). */
+const dnsName = z.string()
+  .transform((s) => s.toLowerCase())
+  .refine((s) => s.length <= 253 && s.split('.').every((label) => /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/.test(label)),
+    'must be a DNS name: labels of letters, digits and dashes, separated by dots')
+
+const port = z.int().min(1).max(65535)
+
+/**
+ * What the task runtime and DNS need to know of an endpoint's task, on top of
+ * its address: the service it belongs to, its task name
+ * (`<service>.<slot>.<task-id>`, resolvable by DNS), and whether it is healthy.
+ */
+const taskIdentity = {
+  service: id.optional(),
+  name: dnsName.optional(),
+  healthy: z.boolean().default(true)
+}
+
 export const endpointSchema = z.strictObject({
   task: id,
   network: id,
   ip: ipv4,
-  mac
+  mac,
+  ...taskIdentity
 })
 
 export const remoteEndpointSchema = z.strictObject({
   network: id,
   ip: ipv4,
   mac,
-  node: ipv4
+  node: ipv4,
+  task: id.optional(),
+  ...taskIdentity
+})
+
+export const servicePortSchema = z.strictObject({
+  /** Named ports are published in DNS as SRV `_<name>._<protocol>.<service>`. */
+  name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/, 'must be a port name of up to 15 lower-case letters, digits and dashes').optional(),
+  protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  target: port,
+  published: port.optional()
+})
+
+export const serviceSchema = z.strictObject({
+  id,
+  name: dnsName,
+  endpointMode: z.enum(['vip', 'dnsrr']).default('vip'),
+  /** The networks the service is attached to on this node's view, its VIP on each (VIP mode) and its aliases there. */
+  networks: z.array(z.strictObject({
+    network: id,
+    vip: ipv4.optional(),
+    aliases: z.array(dnsName).default([])
+  })),
+  ports: z.array(servicePortSchema).default([])
 })
 
 export const desiredStateSchema = z.strictObject({
@@ -56,20 +99,26 @@ export const desiredStateSchema = z.strictObject({
   revision: z.int().min(0),
   networks: z.array(networkSchema),
   endpoints: z.array(endpointSchema),
-  remoteEndpoints: z.array(remoteEndpointSchema)
+  remoteEndpoints: z.array(remoteEndpointSchema),
+  services: z.array(serviceSchema).default([])
 })
 
 export type Network = z.infer<typeof networkSchema>
 export type Endpoint = z.infer<typeof endpointSchema>
 export type RemoteEndpoint = z.infer<typeof remoteEndpointSchema>
+export type Service = z.infer<typeof serviceSchema>
+export type ServicePort = z.infer<typeof servicePortSchema>
 export type DesiredState = z.infer<typeof desiredStateSchema>
+/** The document as written by hand or by the manager: fields with defaults may be left out. */
+export type DesiredStateInput = z.input<typeof desiredStateSchema>
 
 export const EMPTY_STATE: DesiredState = Object.freeze({
   version: 1,
   revision: 0,
   networks: [],
   endpoints: [],
-  remoteEndpoints: []
+  remoteEndpoints: [],
+  services: []
 }) as DesiredState
 
 function formatPath (path: readonly PropertyKey[]): string {
@@ -135,6 +184,58 @@ export function crossCheck (doc: DesiredState): string[] {
     else taskNetworks.set(attachment, at)
   })
   doc.remoteEndpoints.forEach((remote, index) => claim(`remoteEndpoints[${index}]`, remote))
+  problems.push(...checkServices(doc, networks, ipOwners))
+  return problems
+}
+
+function checkServices (
+  doc: DesiredState, networks: ReadonlyMap<string, { index: number, subnet: Address4, network: Network }>, ipOwners: Map<string, string>
+): string[] {
+  const problems: string[] = []
+  const ids = new Map<string, number>()
+  const names = new Map<string, string>()
+  doc.services.forEach((service, index) => {
+    const at = `services[${index}]`
+    const idOwner = ids.get(service.id)
+    if (idOwner !== undefined) problems.push(`${at}.id: duplicate service id "${service.id}" (also services[${idOwner}])`)
+    else ids.set(service.id, index)
+    const nameOwner = names.get(service.name)
+    if (nameOwner !== undefined) problems.push(`${at}.name: duplicate service name "${service.name}" (also ${nameOwner})`)
+    else names.set(service.name, `${at}.name`)
+    const seen = new Set<string>()
+    service.networks.forEach((attachment, n) => {
+      const where = `${at}.networks[${n}]`
+      const owner = networks.get(attachment.network)
+      if (!owner) {
+        problems.push(`${where}.network: unknown network "${attachment.network}"`)
+        return
+      }
+      if (seen.has(attachment.network)) problems.push(`${where}.network: service attached to network "${attachment.network}" twice`)
+      seen.add(attachment.network)
+      if (service.endpointMode === 'vip' && attachment.vip === undefined) problems.push(`${where}.vip: required in VIP endpoint mode`)
+      if (service.endpointMode === 'dnsrr' && attachment.vip !== undefined) problems.push(`${where}.vip: a dnsrr service has no VIP`)
+      if (attachment.vip !== undefined) {
+        const outside = addressProblem(attachment.vip, owner.subnet, owner.network.subnet)
+        if (outside) problems.push(`${where}.vip: ${outside}`)
+        const key = `${attachment.network}/${attachment.vip}`
+        const ipOwner = ipOwners.get(key)
+        if (ipOwner) problems.push(`${where}.vip: duplicate IP ${attachment.vip} on network "${attachment.network}" (also ${ipOwner})`)
+        else ipOwners.set(key, `${where}.vip`)
+      }
+    })
+    const ports = new Set<string>()
+    service.ports.forEach((p, n) => {
+      if (p.name === undefined) return
+      const key = `${p.name}/${p.protocol}`
+      if (ports.has(key)) problems.push(`${at}.ports[${n}].name: duplicate port name "${p.name}" for ${p.protocol}`)
+      ports.add(key)
+    })
+  })
+  const checkReference = (at: string, entry: { service?: string | undefined }): void => {
+    if (entry.service !== undefined && !ids.has(entry.service)) problems.push(`${at}.service: unknown service "${entry.service}"`)
+  }
+  doc.endpoints.forEach((e, index) => checkReference(`endpoints[${index}]`, e))
+  doc.remoteEndpoints.forEach((e, index) => checkReference(`remoteEndpoints[${index}]`, e))
   return problems
 }
 

@@ -9,6 +9,7 @@ export type NetdErrorCode =
   | 'NETD_ERR_CONFIG'
   | 'NETD_ERR_UNREACHABLE'
   | 'NETD_ERR_API'
+  | 'NETD_ERR_USAGE'
 
 export class NetdError extends Error {
   readonly code: NetdErrorCode

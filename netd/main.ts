@@ -15,6 +15,9 @@ import { NetdError } from './errors.ts'
 import { iproute } from './iproute.ts'
 import { createMetrics } from './metrics.ts'
 import type { EndpointRow, FdbRow, NetworkRow } from './views.ts'
+import type { Resolution } from '../dnsd/explain.ts'
+
+interface DnsRecordRow { task: string, name: string, type: string, value: string, ttl: number, rule: string, network: string }
 import { formatTable } from '../cli/table.ts'
 
 const program = new Command('netd')
@@ -37,6 +40,9 @@ program.command('run')
   .option('--reconcile-interval <seconds>', 'seconds between drift repairs (0: only on change or request)', '10')
   .option('--underlay-mtu <bytes>', 'underlay MTU (default: the MTU of the advertise address\'s interface)')
   .option('--cleanup', 'on SIGTERM or SIGINT, remove every kernel object netd created', false)
+  .option('--no-dns', 'do not serve DNS to tasks at 127.0.0.11')
+  .option('--resolv-conf <path>', 'the node\'s resolv.conf: upstream resolvers and search domains for tasks', '/etc/resolv.conf')
+  .option('--dns-rate-limit <qps>', 'DNS queries per second one task may send (bursts of twice that)', '2000')
   .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
   .action(async (flags: Record<string, unknown>) => {
     const options = parseRunOptions({ ...flags, socket: program.opts<{ socket: string }>().socket })
@@ -137,6 +143,32 @@ program.command('fdb')
     const rows = await client().call<FdbRow[]>('GET', `/fdb?network=${encodeURIComponent(network)}`)
     print(flags.json === true, rows, () => formatTable(['MAC', 'IP', 'WANT NODE', 'KERNEL NODE', 'KERNEL NEIGH', 'STATUS'],
       rows.map((r) => [r.mac, r.ip, r.desiredNode, r.kernelNode, r.kernelNeighbour, r.status])))
+  })
+
+const dns = program.command('dns')
+  .description('the records dnsd serves to local tasks, as each task sees them')
+  .option('--as <task>', 'only what this task sees')
+  .option('--json', 'print JSON')
+  .action(async (flags: { as?: string, json?: boolean }) => {
+    const rows = await client().call<DnsRecordRow[]>('GET', flags.as ? `/dns?as=${encodeURIComponent(flags.as)}` : '/dns')
+    print(flags.json === true, rows, () => formatTable(['TASK', 'NAME', 'TYPE', 'VALUE', 'TTL', 'RULE', 'NETWORK'],
+      rows.map((r) => [r.task, r.name, r.type, r.value, r.ttl, r.rule, r.network])))
+  })
+
+// --as and --json are the `dns` command's own options, shared with this subcommand (commander hands
+// options after a subcommand's arguments to the parent that declares them).
+dns.command('query')
+  .description('resolve NAME as the task given with --as would, and explain the answer (local rule and network, or forwarded)')
+  .argument('<name>', 'name to resolve')
+  .option('--type <type>', 'record type', 'A')
+  .action(async (name: string, _flags: unknown, command: Command) => {
+    const flags = command.optsWithGlobals<{ as?: string, type: string, json?: boolean }>()
+    if (!flags.as) throw new NetdError('NETD_ERR_USAGE', 'netd dns query: --as TASK is required (the task whose view the name is resolved from)')
+    const result = await client().call<Resolution>('GET', `/dns/query?name=${encodeURIComponent(name)}&type=${encodeURIComponent(flags.type)}&as=${encodeURIComponent(flags.as)}`)
+    print(flags.json === true, result, () => [
+      `${result.name} ${result.type} as ${flags.as}: ${result.rcode}, ${result.source === 'local' ? `answered locally by rule ${result.rule} on network(s) ${result.networks.join(', ')}` : `forwarded (${result.source}${result.upstream ? ` from ${result.upstream}` : ''})`}`,
+      ...(result.answers.length === 0 ? ['  (no answer records)'] : result.answers.map((a) => `  ${a}`))
+    ].join('\n') + '\n')
   })
 
 program.command('check')

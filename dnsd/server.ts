@@ -1,0 +1,228 @@
+/**
+ * dnsd's sockets: for every task, a UDP socket and a TCP listener bound to
+ * 127.0.0.11:53 inside the task's namespace (bound there by a short helper,
+ * see bind-in-netns.ts), all served by this one process. The socket a query
+ * arrives on names the asking task, so no address mapping or NAT is needed.
+ *
+ * Cluster names are answered from precomputed tables (answer.ts); anything
+ * else goes to the forwarder. Tables are swapped whole on every document
+ * change, so an answer never mixes two documents.
+ */
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { Socket as UdpSocket, RemoteInfo } from 'node:dgram'
+import type { Server as TcpServer, Socket as TcpSocket } from 'node:net'
+import type { Logger } from 'pino'
+import type { DesiredState } from '../netd/desired-state.ts'
+import { answerQuery, type Outcome } from './answer.ts'
+import { buildDnsTables, type DnsTables } from './records.ts'
+import { truncateForUdp } from './wire.ts'
+import type { Forwarder } from './forwarder.ts'
+import type { RateLimiter } from './rate-limit.ts'
+import type { DnsMetrics } from './metrics.ts'
+
+export const DNS_ADDRESS = '127.0.0.11'
+const BIND_HELPER = fileURLToPath(new URL('./bind-in-netns.ts', import.meta.url))
+const BIND_TIMEOUT_MS = 10_000
+const TCP_IDLE_MS = 10_000
+const TCP_MAX_PENDING = 2 * 65_537
+
+interface Listener {
+  netns: string
+  udp: UdpSocket
+  tcp: TcpServer
+  connections: Set<TcpSocket>
+}
+
+export interface DnsServerOptions {
+  forwarder: Forwarder
+  limiter: RateLimiter
+  metrics: DnsMetrics
+  log: Logger
+  port?: number
+}
+
+export class DnsServer {
+  readonly #forwarder: Forwarder
+  readonly #limiter: RateLimiter
+  readonly #metrics: DnsMetrics
+  readonly #log: Logger
+  readonly #port: number
+  readonly #listeners = new Map<string, Listener>()
+  readonly #attaching = new Map<string, Promise<void>>()
+  #tables: DnsTables
+  #rotation = 0
+
+  constructor (options: DnsServerOptions, doc: DesiredState) {
+    this.#forwarder = options.forwarder
+    this.#limiter = options.limiter
+    this.#metrics = options.metrics
+    this.#log = options.log
+    this.#port = options.port ?? 53
+    this.#tables = buildDnsTables(doc)
+  }
+
+  get tables (): DnsTables {
+    return this.#tables
+  }
+
+  get forwarder (): Forwarder {
+    return this.#forwarder
+  }
+
+  /** New answers take effect for the very next query. */
+  update (doc: DesiredState): void {
+    this.#tables = buildDnsTables(doc)
+  }
+
+  /**
+   * Makes the set of served task namespaces equal `tasks` (task id → namespace):
+   * binds where missing, closes where gone. Failures are reported, not thrown:
+   * the caller retries on its next reconcile.
+   */
+  async sync (tasks: ReadonlyMap<string, string>): Promise<string[]> {
+    for (const [task, listener] of this.#listeners) {
+      if (tasks.get(task) !== listener.netns) this.#detach(task)
+    }
+    const missing = [...tasks].filter(([task]) => !this.#listeners.has(task))
+    const results = await Promise.allSettled(missing.map(async ([task, netns]) => await this.#attach(task, netns)))
+    const errors = results.flatMap((result, index) => result.status === 'rejected' ? [`${missing[index]![0]}: ${(result.reason as Error).message}`] : [])
+    this.#metrics.listeners.set(this.#listeners.size)
+    return errors
+  }
+
+  async close (): Promise<void> {
+    for (const task of [...this.#listeners.keys()]) this.#detach(task)
+    this.#metrics.listeners.set(0)
+    await this.#forwarder.close()
+  }
+
+  /** Serves a query as if it came from `task` (standalone mode, tests, `netd dns query`). */
+  async resolve (task: string, query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | null> {
+    return await this.#handle(task, query, transport)
+  }
+
+  async #attach (task: string, netns: string): Promise<void> {
+    const pending = this.#attaching.get(task)
+    if (pending) return await pending
+    const attaching = this.#bind(netns).then(({ udp, tcp }) => {
+      this.adopt(task, netns, udp, tcp)
+      this.#log.debug({ task, netns }, 'serving task namespace')
+    }, (error: Error) => {
+      this.#metrics.attachFailures.inc()
+      this.#log.warn({ err: error, task, netns }, 'cannot bind DNS in task namespace')
+      throw error
+    }).finally(() => this.#attaching.delete(task))
+    this.#attaching.set(task, attaching)
+    await attaching
+  }
+
+  /**
+   * Serves `task`'s queries on sockets bound elsewhere: by the namespace helper, or by the standalone
+   * server (benchmarks, fuzzing), where `place` names the listen address instead of a namespace.
+   */
+  adopt (task: string, place: string, udp: UdpSocket, tcp: TcpServer): void {
+    const listener: Listener = { netns: place, udp, tcp, connections: new Set() }
+    udp.on('message', (message, peer) => this.#onDatagram(task, listener, message, peer))
+    udp.on('error', (error) => this.#log.warn({ err: error, task }, 'udp socket error'))
+    tcp.on('connection', (connection) => this.#onConnection(task, listener, connection))
+    tcp.on('error', (error) => this.#log.warn({ err: error, task }, 'tcp listener error'))
+    this.#listeners.set(task, listener)
+  }
+
+  #detach (task: string): void {
+    const listener = this.#listeners.get(task)
+    if (!listener) return
+    this.#listeners.delete(task)
+    listener.udp.close()
+    listener.tcp.close()
+    for (const connection of listener.connections) connection.destroy()
+  }
+
+  #bind (netns: string): Promise<{ udp: UdpSocket, tcp: TcpServer }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn('ip', ['netns', 'exec', netns, process.execPath, BIND_HELPER, DNS_ADDRESS, String(this.#port)], {
+        stdio: ['ignore', 'ignore', 'pipe', 'ipc']
+      })
+      let stderr = ''
+      let udp: UdpSocket | null = null
+      let tcp: TcpServer | null = null
+      const timer = setTimeout(() => { child.kill('SIGKILL') }, BIND_TIMEOUT_MS)
+      child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+      child.on('message', (message: { kind?: string, error?: string }, handle: unknown) => {
+        if (message.error) stderr += message.error
+        if (message.kind === 'udp') udp = handle as UdpSocket
+        if (message.kind === 'tcp') tcp = handle as TcpServer
+      })
+      child.on('error', (error) => { clearTimeout(timer); reject(error) })
+      child.on('exit', (code) => {
+        clearTimeout(timer)
+        if (udp && tcp) resolve({ udp, tcp })
+        else {
+          udp?.close()
+          tcp?.close()
+          reject(new Error(`binding ${DNS_ADDRESS}:${this.#port} in ${netns} failed (exit ${code}): ${stderr.trim() || 'no socket received'}`))
+        }
+      })
+    })
+  }
+
+  #onDatagram (task: string, listener: Listener, message: Buffer, peer: RemoteInfo): void {
+    this.#handle(task, message, 'udp').then((response) => {
+      if (response && this.#listeners.get(task) === listener) listener.udp.send(response, peer.port, peer.address)
+    }, (error: unknown) => this.#log.error({ err: error, task }, 'udp query failed'))
+  }
+
+  #onConnection (task: string, listener: Listener, connection: TcpSocket): void {
+    listener.connections.add(connection)
+    connection.setTimeout(TCP_IDLE_MS, () => connection.destroy())
+    connection.on('close', () => listener.connections.delete(connection))
+    connection.on('error', () => connection.destroy())
+    let pending: Buffer = Buffer.alloc(0)
+    connection.on('data', (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
+      if (pending.length > TCP_MAX_PENDING) {
+        connection.destroy()
+        return
+      }
+      while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
+        const message = pending.subarray(2, 2 + pending.readUInt16BE(0))
+        pending = pending.subarray(2 + message.length)
+        this.#handle(task, Buffer.from(message), 'tcp').then((response) => {
+          if (!response || connection.destroyed) return
+          const frame = Buffer.allocUnsafe(2 + response.length)
+          frame.writeUInt16BE(response.length, 0)
+          response.copy(frame, 2)
+          connection.write(frame)
+        }, (error: unknown) => this.#log.error({ err: error, task }, 'tcp query failed'))
+      }
+    })
+  }
+
+  async #handle (task: string, query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | null> {
+    if (!this.#limiter.allow(task, Date.now())) {
+      this.#metrics.queries.inc({ outcome: 'rate_limited', transport })
+      return null
+    }
+    this.#rotation = (this.#rotation + 1) & 0x3fffffff
+    const outcome: Outcome = answerQuery(this.#tables, task, query, transport, this.#rotation)
+    switch (outcome.kind) {
+      case 'answer':
+        this.#metrics.queries.inc({ outcome: 'local', transport })
+        return outcome.response
+      case 'error':
+        this.#metrics.queries.inc({ outcome: 'error', transport })
+        return outcome.response
+      case 'drop':
+        this.#metrics.queries.inc({ outcome: 'dropped', transport })
+        return null
+      case 'forward': {
+        const stopTimer = this.#metrics.forwardSeconds.startTimer()
+        const result = await this.#forwarder.resolve(query)
+        stopTimer()
+        this.#metrics.queries.inc({ outcome: result.source === 'cache' ? 'cached' : result.source === 'servfail' ? 'servfail' : 'forwarded', transport })
+        return transport === 'udp' ? truncateForUdp(result.response, outcome.parsed) : result.response
+      }
+    }
+  }
+}
