@@ -5,7 +5,7 @@
  * services reachable on them. A node with no task on a network neither
  * builds it nor learns its peers.
  */
-import type { DesiredState, Network, Service } from '../netd/desired-state.ts'
+import type { DesiredStateInput, NetworkInput, ServiceInput } from '../netd/desired-state.ts'
 
 export interface ClusterEndpoint {
   task: string
@@ -19,16 +19,28 @@ export interface ClusterEndpoint {
   healthy?: boolean
 }
 
-export interface ClusterView {
-  revision: number
-  networks: readonly Network[]
-  endpoints: readonly ClusterEndpoint[]
-  services?: readonly Service[]
+/** One node's endpoint on the ingress network: where its routing-mesh leg enters the overlay. */
+export interface IngressEndpoint {
+  node: string
+  ip: string
+  mac: string
 }
 
-export function nodeDocument (cluster: ClusterView, node: string): DesiredState {
+export interface ClusterView {
+  revision: number
+  networks: readonly NetworkInput[]
+  endpoints: readonly ClusterEndpoint[]
+  services?: readonly ServiceInput[]
+  /** The routing mesh: every node is on the ingress network, through its own ingress endpoint. */
+  ingress?: { network: string, endpoints: readonly IngressEndpoint[] }
+}
+
+export function nodeDocument (cluster: ClusterView, node: string): DesiredStateInput {
   const local = cluster.endpoints.filter((e) => e.node === node)
   const used = new Set(local.map((e) => e.network))
+  const ownIngress = cluster.ingress?.endpoints.find((e) => e.node === node)
+  if (cluster.ingress && ownIngress) used.add(cluster.ingress.network)
+  const peerIngress = ownIngress === undefined ? [] : cluster.ingress!.endpoints.filter((e) => e.node !== node)
   const identity = (e: ClusterEndpoint) => ({
     healthy: e.healthy ?? true,
     ...(e.service === undefined ? {} : { service: e.service }),
@@ -39,12 +51,16 @@ export function nodeDocument (cluster: ClusterView, node: string): DesiredState 
     revision: cluster.revision,
     networks: cluster.networks.filter((n) => used.has(n.id)),
     endpoints: local.map((e) => ({ task: e.task, network: e.network, ip: e.ip, mac: e.mac, ...identity(e) })),
-    remoteEndpoints: cluster.endpoints
-      .filter((e) => e.node !== node && used.has(e.network))
-      .map((e) => ({ network: e.network, ip: e.ip, mac: e.mac, node: e.node, task: e.task, ...identity(e) })),
+    remoteEndpoints: [
+      ...cluster.endpoints
+        .filter((e) => e.node !== node && used.has(e.network))
+        .map((e) => ({ network: e.network, ip: e.ip, mac: e.mac, node: e.node, task: e.task, ...identity(e) })),
+      ...peerIngress.map((e) => ({ network: cluster.ingress!.network, ip: e.ip, mac: e.mac, node: e.node }))
+    ],
     services: (cluster.services ?? [])
       .map((service) => ({ ...service, networks: service.networks.filter((n) => used.has(n.network)) }))
-      .filter((service) => service.networks.length > 0)
+      .filter((service) => service.networks.length > 0),
+    ...(ownIngress === undefined ? {} : { ingress: { network: cluster.ingress!.network, ip: ownIngress.ip, mac: ownIngress.mac } })
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import type { DesiredState } from './desired-state.ts'
 import {
-  BRIDGE, VXLAN, VXLAN_PORT, emptyKernelState, networkNamespaceName, portName, taskNamespaceName,
+  BRIDGE, INGRESS_LEG, INGRESS_PORT_KEY, VXLAN, VXLAN_PORT, emptyKernelState, networkNamespaceName, portName, taskNamespaceName,
   type KernelState, type NetworkNamespace, type TaskNamespace
 } from './kernel-state.ts'
 
@@ -50,7 +50,7 @@ export function desiredKernel (doc: DesiredState, node: NodeIdentity): KernelSta
   for (const endpoint of doc.endpoints) {
     let task: TaskNamespace | undefined = state.tasks.get(endpoint.task)
     if (!task) {
-      task = { netns: taskNamespaceName(node.prefix, endpoint.task), task: endpoint.task, loUp: true, interfaces: new Map(), strayLinks: [] }
+      task = { netns: taskNamespaceName(node.prefix, endpoint.task), task: endpoint.task, loUp: true, interfaces: new Map(), strayLinks: [], defaultGateway: null }
       state.tasks.set(endpoint.task, task)
     }
     // The task-side name is chosen when the interface is created (see plan.ts), so it is left blank here.
@@ -64,6 +64,21 @@ export function desiredKernel (doc: DesiredState, node: NodeIdentity): KernelSta
     })
     state.networks.get(endpoint.network)!.ports.set(endpoint.task, {
       ifname: portName(endpoint.task), task: endpoint.task, master: BRIDGE, mtu, up: true
+    })
+    if (endpoint.network === doc.ingress?.network) task.defaultGateway = doc.ingress.ip
+  }
+
+  if (doc.ingress) {
+    state.ingressLeg = {
+      ifname: INGRESS_LEG,
+      network: doc.ingress.network,
+      mac: doc.ingress.mac,
+      address: `${doc.ingress.ip}/${prefixLength.get(doc.ingress.network)}`,
+      mtu,
+      up: true
+    }
+    state.networks.get(doc.ingress.network)!.ports.set(INGRESS_PORT_KEY, {
+      ifname: portName(INGRESS_PORT_KEY), task: INGRESS_PORT_KEY, master: BRIDGE, mtu, up: true
     })
   }
 

@@ -34,7 +34,9 @@ export const networkSchema = z.strictObject({
   name: z.string().min(1).max(64),
   subnet: cidr,
   gateway: ipv4,
-  vni: z.int().min(1).max(16_777_215)
+  vni: z.int().min(1).max(16_777_215),
+  /** The routing mesh's network (Swarm's `ingress`): published ports are balanced over it. At most one. */
+  ingress: z.boolean().default(false)
 })
 
 /** A DNS label-based name: lower-case letters, digits, dashes and dots (compared case-insensitively). */
@@ -78,13 +80,20 @@ export const servicePortSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/, 'must be a port name of up to 15 lower-case letters, digits and dashes').optional(),
   protocol: z.enum(['tcp', 'udp']).default('tcp'),
   target: port,
-  published: port.optional()
+  published: port.optional(),
+  /**
+   * ingress: every node accepts the published port and balances over the ingress network (source NATed);
+   * host: only nodes running a task accept it, straight to the local task, client address kept.
+   */
+  mode: z.enum(['ingress', 'host']).default('ingress')
 })
 
 export const serviceSchema = z.strictObject({
   id,
   name: dnsName,
   endpointMode: z.enum(['vip', 'dnsrr']).default('vip'),
+  /** How a VIP or published port picks a task per connection, named as ipvsadm names them: rr round robin, sh source-address hashing (client-IP affinity). */
+  scheduler: z.enum(['rr', 'sh']).default('rr'),
   /** The networks the service is attached to on this node's view, its VIP on each (VIP mode) and its aliases there. */
   networks: z.array(z.strictObject({
     network: id,
@@ -100,7 +109,9 @@ export const desiredStateSchema = z.strictObject({
   networks: z.array(networkSchema),
   endpoints: z.array(endpointSchema),
   remoteEndpoints: z.array(remoteEndpointSchema),
-  services: z.array(serviceSchema).default([])
+  services: z.array(serviceSchema).default([]),
+  /** This node's endpoint on the ingress network: the routing mesh's leg from the host namespace into it. */
+  ingress: z.strictObject({ network: id, ip: ipv4, mac }).optional()
 })
 
 export type Network = z.infer<typeof networkSchema>
@@ -111,6 +122,8 @@ export type ServicePort = z.infer<typeof servicePortSchema>
 export type DesiredState = z.infer<typeof desiredStateSchema>
 /** The document as written by hand or by the manager: fields with defaults may be left out. */
 export type DesiredStateInput = z.input<typeof desiredStateSchema>
+export type NetworkInput = z.input<typeof networkSchema>
+export type ServiceInput = z.input<typeof serviceSchema>
 
 export const EMPTY_STATE: DesiredState = Object.freeze({
   version: 1,
@@ -184,7 +197,22 @@ export function crossCheck (doc: DesiredState): string[] {
     else taskNetworks.set(attachment, at)
   })
   doc.remoteEndpoints.forEach((remote, index) => claim(`remoteEndpoints[${index}]`, remote))
+  problems.push(...checkIngress(doc, networks, claim))
   problems.push(...checkServices(doc, networks, ipOwners))
+  return problems
+}
+
+function checkIngress (
+  doc: DesiredState, networks: ReadonlyMap<string, { index: number }>, claim: (at: string, entry: { network: string, ip: string, mac: string }) => void
+): string[] {
+  const problems: string[] = []
+  const ingressNetworks = doc.networks.filter((n) => n.ingress)
+  if (ingressNetworks.length > 1) problems.push(`networks: more than one ingress network (${ingressNetworks.map((n) => `"${n.id}"`).join(', ')})`)
+  if (doc.ingress !== undefined) {
+    const owner = networks.get(doc.ingress.network)
+    if (owner !== undefined && !doc.networks[owner.index]!.ingress) problems.push(`ingress.network: "${doc.ingress.network}" is not the ingress network`)
+    claim('ingress', doc.ingress)
+  }
   return problems
 }
 
@@ -194,6 +222,7 @@ function checkServices (
   const problems: string[] = []
   const ids = new Map<string, number>()
   const names = new Map<string, string>()
+  const published = new Map<string, string>()
   doc.services.forEach((service, index) => {
     const at = `services[${index}]`
     const idOwner = ids.get(service.id)
@@ -225,6 +254,12 @@ function checkServices (
     })
     const ports = new Set<string>()
     service.ports.forEach((p, n) => {
+      if (p.published !== undefined) {
+        const key = `${p.published}/${p.protocol}`
+        const publisher = published.get(key)
+        if (publisher !== undefined) problems.push(`${at}.ports[${n}].published: port ${p.published}/${p.protocol} is already published (also ${publisher})`)
+        else published.set(key, `${at}.ports[${n}]`)
+      }
       if (p.name === undefined) return
       const key = `${p.name}/${p.protocol}`
       if (ports.has(key)) problems.push(`${at}.ports[${n}].name: duplicate port name "${p.name}" for ${p.protocol}`)

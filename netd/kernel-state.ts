@@ -5,10 +5,11 @@
  * two values.
  *
  * Ownership: every namespace whose name starts with the node's prefix is
- * netd's, and so is everything inside it. The only objects netd creates
- * outside its namespaces are VXLAN devices, for the instant between their
- * creation on the underlay and their move into a network namespace; those
- * carry the `wvx` name prefix so a crash in between can be cleaned up.
+ * netd's, and so is everything inside it. Outside its namespaces netd creates
+ * two things: VXLAN devices, for the instant between their creation on the
+ * underlay and their move into a network namespace (they carry the `wvx` name
+ * prefix so a crash in between can be cleaned up), and the ingress leg, the
+ * host end of a veth into the ingress network that carries the routing mesh.
  */
 import { createHash } from 'node:crypto'
 
@@ -18,6 +19,10 @@ export const VXLAN = 'vx0'
 export const HOST_VXLAN_PREFIX = 'wvx'
 export const TASK_ALIAS_PREFIX = 'weft:task='
 export const NETWORK_ALIAS_PREFIX = 'weft:net='
+/** The routing mesh's leg: a veth from the host namespace into the ingress network's bridge. */
+export const INGRESS_LEG = 'weft-ingress'
+/** The leg's bridge port is keyed like a task's, by a key no task id can take (ids never contain `@`). */
+export const INGRESS_PORT_KEY = '@ingress'
 
 export interface LinkBase {
   ifname: string
@@ -71,6 +76,19 @@ export interface TaskNamespace {
   /** Keyed by network id. */
   interfaces: Map<string, TaskInterface>
   strayLinks: string[]
+  /**
+   * The default route's gateway: the node's ingress leg for tasks on the ingress network, so replies to
+   * clients of host-mode published ports (whose address is kept) go back through this node.
+   */
+  defaultGateway: string | null
+}
+
+/** The host end of the ingress leg, in netd's own namespace. */
+export interface IngressLeg extends LinkBase {
+  network: string
+  mac: string
+  /** "ip/prefix", or null when it has no IPv4 address. */
+  address: string | null
 }
 
 export interface KernelState {
@@ -82,10 +100,11 @@ export interface KernelState {
   strayNamespaces: string[]
   /** VXLAN devices left in the host namespace by an interrupted move. */
   strayHostLinks: string[]
+  ingressLeg: IngressLeg | null
 }
 
 export function emptyKernelState (): KernelState {
-  return { networks: new Map(), tasks: new Map(), strayNamespaces: [], strayHostLinks: [] }
+  return { networks: new Map(), tasks: new Map(), strayNamespaces: [], strayHostLinks: [], ingressLeg: null }
 }
 
 export function networkNamespaceName (prefix: string, network: string): string {

@@ -4,8 +4,8 @@
  * I/O around them, a handful of batched dumps per namespace.
  */
 import {
-  BRIDGE, HOST_VXLAN_PREFIX, NETWORK_ALIAS_PREFIX, TASK_ALIAS_PREFIX, VXLAN, emptyKernelState,
-  type KernelState, type NetworkNamespace, type PortLink, type TaskNamespace
+  BRIDGE, HOST_VXLAN_PREFIX, INGRESS_LEG, NETWORK_ALIAS_PREFIX, TASK_ALIAS_PREFIX, VXLAN, emptyKernelState,
+  type IngressLeg, type KernelState, type NetworkNamespace, type PortLink, type TaskNamespace
 } from './kernel-state.ts'
 import type { IprouteRunner } from './iproute.ts'
 
@@ -23,6 +23,7 @@ interface IpLink {
 
 interface FdbEntry { mac: string, ifname?: string, dst?: string, flags?: string[], state?: string }
 interface NeighbourEntry { dst: string, dev: string, lladdr?: string, state?: string[] }
+interface RouteEntry { dst: string, gateway?: string }
 
 const isUp = (link: IpLink): boolean => link.flags?.includes('UP') ?? false
 
@@ -69,8 +70,17 @@ export function parseNetworkNamespace (
   return state
 }
 
-export function parseTaskNamespace (netns: string, task: string, links: IpLink[]): TaskNamespace {
-  const state: TaskNamespace = { netns, task, loUp: false, interfaces: new Map(), strayLinks: [] }
+/** One address as "ip/prefix"; several read as a mismatch (drift that gets flushed); none is null. */
+function ipv4Address (link: IpLink): string | null {
+  const inet = link.addr_info?.filter((a) => a.family === 'inet') ?? []
+  return inet.length === 0 ? null : inet.map((a) => `${a.local}/${a.prefixlen}`).join(',')
+}
+
+export function parseTaskNamespace (netns: string, task: string, links: IpLink[], defaultRoutes: RouteEntry[] = []): TaskNamespace {
+  const gateways = defaultRoutes.filter((route) => route.dst === 'default' && route.gateway !== undefined)
+  const state: TaskNamespace = {
+    netns, task, loUp: false, interfaces: new Map(), strayLinks: [], defaultGateway: gateways.length === 1 ? gateways[0]!.gateway! : null
+  }
   for (const link of links) {
     if (link.ifname === 'lo') {
       state.loUp = isUp(link)
@@ -81,18 +91,17 @@ export function parseTaskNamespace (netns: string, task: string, links: IpLink[]
       continue
     }
     const network = link.ifalias.slice(NETWORK_ALIAS_PREFIX.length)
-    const inet = link.addr_info?.filter((a) => a.family === 'inet') ?? []
-    state.interfaces.set(network, {
-      ifname: link.ifname,
-      network,
-      mac: link.address ?? '',
-      mtu: link.mtu,
-      up: isUp(link),
-      // More than one address is drift too: it reads as a mismatch and gets flushed.
-      address: inet.length === 1 ? `${inet[0]!.local}/${inet[0]!.prefixlen}` : inet.length === 0 ? null : inet.map((a) => `${a.local}/${a.prefixlen}`).join(',')
-    })
+    state.interfaces.set(network, { ifname: link.ifname, network, mac: link.address ?? '', mtu: link.mtu, up: isUp(link), address: ipv4Address(link) })
   }
   return state
+}
+
+/** The host end of the ingress leg, recognised by name and veth kind; its alias names the network. */
+export function parseIngressLeg (links: IpLink[]): IngressLeg | null {
+  const link = links.find((l) => l.ifname === INGRESS_LEG && l.linkinfo?.info_kind === 'veth')
+  if (!link) return null
+  const network = link.ifalias?.startsWith(NETWORK_ALIAS_PREFIX) ? link.ifalias.slice(NETWORK_ALIAS_PREFIX.length) : ''
+  return { ifname: link.ifname, network, mac: link.address ?? '', mtu: link.mtu, up: isUp(link), address: ipv4Address(link) }
 }
 
 export function strayHostLinks (links: IpLink[]): string[] {
@@ -114,8 +123,9 @@ const DUMP_CONCURRENCY = 8
 
 export async function observeKernel (runner: IprouteRunner, prefix: string): Promise<KernelState> {
   const state = emptyKernelState()
-  const [hostLinks] = await runner.dump('ip', null, ['link show'])
+  const [hostLinks] = await runner.dump('ip', null, ['addr show'])
   state.strayHostLinks = strayHostLinks(hostLinks as IpLink[])
+  state.ingressLeg = parseIngressLeg(hostLinks as IpLink[])
 
   const owned = (await runner.namespaces()).flatMap((netns) => {
     const kind = classifyNamespace(prefix, netns)
@@ -129,8 +139,8 @@ export async function observeKernel (runner: IprouteRunner, prefix: string): Pro
       const [fdb] = await runner.dump('bridge', netns, ['fdb show'])
       state.networks.set(kind.id, parseNetworkNamespace(netns, kind.id, links as IpLink[], neighbours as NeighbourEntry[], fdb as FdbEntry[]))
     } else {
-      const [links] = await runner.dump('ip', netns, ['addr show'])
-      state.tasks.set(kind.id, parseTaskNamespace(netns, kind.id, links as IpLink[]))
+      const [links, routes] = await runner.dump('ip', netns, ['addr show', 'route show default'])
+      state.tasks.set(kind.id, parseTaskNamespace(netns, kind.id, links as IpLink[], routes as RouteEntry[]))
     }
   }
   for (let start = 0; start < owned.length; start += DUMP_CONCURRENCY) {

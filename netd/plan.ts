@@ -14,7 +14,7 @@
  * the kernel as it should be touches nothing, and running traffic is untouched.
  */
 import {
-  BRIDGE, NETWORK_ALIAS_PREFIX, TASK_ALIAS_PREFIX, VXLAN, hostVxlanName,
+  BRIDGE, INGRESS_LEG, INGRESS_PORT_KEY, NETWORK_ALIAS_PREFIX, TASK_ALIAS_PREFIX, VXLAN, hostVxlanName,
   type KernelState, type NetworkNamespace, type PortLink, type TaskInterface, type TaskNamespace, type VxlanLink
 } from './kernel-state.ts'
 
@@ -70,6 +70,7 @@ export function plan (desired: KernelState, observed: KernelState): Command[] {
   for (const [task, want] of desired.tasks) {
     planTask(want, observed.tasks.get(task) ?? null, desired, observed, going, emit)
   }
+  planIngressLeg(desired, observed, emit)
   return commands.sort((a, b) => a.stage - b.stage)
 }
 
@@ -103,8 +104,9 @@ function planNetwork (want: NetworkNamespace, have: NetworkNamespace | null, obs
   }
   for (const [task, port] of have?.ports ?? []) {
     if (want.ports.has(task) || going.tasks.has(task)) continue
-    // When the task stays, planTask removes its end of the pair, taking this port with it.
+    // When the task stays, planTask removes its end of the pair, taking this port with it; planIngressLeg does the same for the leg.
     if (observed.tasks.get(task)?.interfaces.has(want.network)) continue
+    if (task === INGRESS_PORT_KEY && observed.ingressLeg !== null) continue
     emit(Stage.removeObjects, ns, 'ip', `link del dev ${port.ifname}`, `unexpected port of task ${task} in ${label}`)
   }
 
@@ -203,18 +205,66 @@ function planTask (want: TaskNamespace, have: TaskNamespace | null, desired: Ker
     emit(Stage.configureTasks, ns, 'ip', `addr add ${iface.address} dev ${ifname}`, reason)
     emit(Stage.configureTasks, ns, 'ip', `link set dev ${ifname} up`, reason)
   }
+  planDefaultRoute(want, have, toCreate, label, emit)
+}
+
+function planDefaultRoute (want: TaskNamespace, have: TaskNamespace | null, toCreate: readonly TaskInterface[], label: string, emit: Emit): void {
+  const gateway = want.defaultGateway
+  if (gateway === null) {
+    if (have?.defaultGateway) emit(Stage.configureTasks, want.netns, 'ip', 'route flush exact 0.0.0.0/0', `unexpected default route via ${have.defaultGateway} in ${label}`)
+    return
+  }
+  // A recreated interface takes its routes with it: the route goes in again after the new addresses.
+  if (have?.defaultGateway === gateway && toCreate.length === 0) return
+  emit(Stage.configureTasks, want.netns, 'ip', `route replace default via ${gateway}`, `missing default route via ${gateway} (the ingress leg) in ${label}`)
 }
 
 function planInterfaceAttributes (ns: string, want: TaskInterface, have: TaskInterface, label: string, emit: Emit): void {
-  const at = `interface ${have.ifname} (network ${want.network}) in ${label}`
-  if (have.mac !== want.mac) emit(Stage.configureTasks, ns, 'ip', `link set dev ${have.ifname} address ${want.mac}`, `${at} has MAC ${have.mac}, want ${want.mac}`)
-  if (have.mtu !== want.mtu) emit(Stage.configureTasks, ns, 'ip', `link set dev ${have.ifname} mtu ${want.mtu}`, `${at} has MTU ${have.mtu}, want ${want.mtu}`)
+  planAddressedLink(ns, have.ifname, `interface ${have.ifname} (network ${want.network}) in ${label}`, want, have, emit)
+}
+
+interface AddressedLink { mac: string, mtu: number, address: string | null, up: boolean }
+
+/** MAC, MTU, address and state of a task interface or the ingress leg; ns null is netd's own namespace. */
+function planAddressedLink (ns: string | null, ifname: string, at: string, want: AddressedLink, have: AddressedLink, emit: Emit): void {
+  if (have.mac !== want.mac) emit(Stage.configureTasks, ns, 'ip', `link set dev ${ifname} address ${want.mac}`, `${at} has MAC ${have.mac}, want ${want.mac}`)
+  if (have.mtu !== want.mtu) emit(Stage.configureTasks, ns, 'ip', `link set dev ${ifname} mtu ${want.mtu}`, `${at} has MTU ${have.mtu}, want ${want.mtu}`)
   if (have.address !== want.address) {
     const reason = `${at} has address ${have.address ?? 'none'}, want ${want.address}`
-    emit(Stage.configureTasks, ns, 'ip', `addr flush dev ${have.ifname}`, reason)
-    emit(Stage.configureTasks, ns, 'ip', `addr add ${want.address} dev ${have.ifname}`, reason)
+    emit(Stage.configureTasks, ns, 'ip', `addr flush dev ${ifname}`, reason)
+    emit(Stage.configureTasks, ns, 'ip', `addr add ${want.address} dev ${ifname}`, reason)
   }
-  if (!have.up) emit(Stage.configureTasks, ns, 'ip', `link set dev ${have.ifname} up`, `${at} is down`)
+  if (!have.up) emit(Stage.configureTasks, ns, 'ip', `link set dev ${ifname} up`, `${at} is down`)
+}
+
+/**
+ * The ingress leg: a veth whose host end (in netd's namespace) carries this node's ingress address and
+ * whose other end is a port of the ingress network's bridge. Created, repaired and removed like a
+ * task's interface, except that its "task namespace" is netd's own.
+ */
+function planIngressLeg (desired: KernelState, observed: KernelState, emit: Emit): void {
+  const want = desired.ingressLeg
+  const have = observed.ingressLeg
+  if (want === null) {
+    if (have !== null) emit(Stage.removeObjects, null, 'ip', `link del dev ${INGRESS_LEG}`, 'unexpected ingress leg')
+    return
+  }
+  const network = desired.networks.get(want.network)!
+  const port = observed.networks.get(want.network)?.ports.get(INGRESS_PORT_KEY)
+  if (have !== null && have.network === want.network && port !== undefined) {
+    planAddressedLink(null, INGRESS_LEG, `ingress leg ${INGRESS_LEG}`, want, have, emit)
+    return
+  }
+  if (have !== null) emit(Stage.removeObjects, null, 'ip', `link del dev ${INGRESS_LEG}`, `ingress leg lost its bridge port or moved to network ${want.network}`)
+  if (port !== undefined) emit(Stage.removeObjects, network.netns, 'ip', `link del dev ${port.ifname}`, 'ingress port lost its host end')
+  const reason = `missing ingress leg into network ${want.network}`
+  const portLink = network.ports.get(INGRESS_PORT_KEY)!
+  emit(Stage.createFromHost, null, 'ip',
+    `link add name ${portLink.ifname} mtu ${portLink.mtu} netns ${network.netns} type veth peer name ${INGRESS_LEG} mtu ${want.mtu} address ${want.mac}`, reason)
+  emit(Stage.configureNetworks, network.netns, 'ip', `link set dev ${portLink.ifname} alias ${TASK_ALIAS_PREFIX}${INGRESS_PORT_KEY} addrgenmode none master ${BRIDGE} up`, reason)
+  emit(Stage.configureTasks, null, 'ip', `link set dev ${INGRESS_LEG} alias ${NETWORK_ALIAS_PREFIX}${want.network} addrgenmode none`, reason)
+  emit(Stage.configureTasks, null, 'ip', `addr add ${want.address} dev ${INGRESS_LEG}`, reason)
+  emit(Stage.configureTasks, null, 'ip', `link set dev ${INGRESS_LEG} up`, reason)
 }
 
 function lowestFreeName (inUse: ReadonlySet<string>): string {

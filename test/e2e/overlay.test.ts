@@ -127,7 +127,7 @@ t.test('a TCP stream across hosts keeps flowing while netd restarts on both ends
   await lab.startNetd('h2')
   const result = await stream
   t.equal(result.code, 0, `the stream completed: ${result.stdout}${result.stderr}`)
-  t.match(result.stdout, /^sent (\d+) received \1$/m, 'every byte sent was received')
+  t.match(result.stdout, /^sent (\d+) received \1 from a2$/m, 'every byte sent was received')
   const linksAfter = await execIn(cluster.taskNetns('a1'), ['ip', '-o', 'link', 'show', 'eth0'])
   t.equal(linksAfter.stdout, linksBefore.stdout, 'the task interface was adopted, not recreated')
   for (const host of ['h1', 'h2']) {

@@ -10,14 +10,14 @@ import { NetdClient } from '../../netd/api-client.ts'
 import type { ReconcileSummary } from '../../netd/daemon.ts'
 import { taskNamespaceName } from '../../netd/kernel-state.ts'
 import { macForIp, nodeDocument, type ClusterEndpoint, type ClusterView } from '../../manager/node-view.ts'
-import type { Network } from '../../netd/desired-state.ts'
+import type { NetworkInput as Network, ServiceInput } from '../../netd/desired-state.ts'
 import { execIn, type Lab } from './lab.ts'
 
 export const PROBE = path.resolve(import.meta.dirname, '../fixtures/net-probe.ts')
 
 interface Teardownable { teardown (fn: () => void | Promise<void>): void }
 
-export interface TaskSpec { task: string, network: string, ip: string, host: string }
+export interface TaskSpec { task: string, network: string, ip: string, host: string, service?: string, name?: string, healthy?: boolean }
 
 export class OverlayCluster {
   readonly lab: Lab
@@ -25,6 +25,9 @@ export class OverlayCluster {
   #revision = 0
   networks: Network[] = []
   tasks: TaskSpec[] = []
+  services: ServiceInput[] = []
+  /** The routing mesh: the ingress network and each host's ingress endpoint address on it. */
+  ingress: { network: string, ips: Record<string, string> } | null = null
 
   constructor (lab: Lab, hosts: string[]) {
     this.lab = lab
@@ -39,10 +42,15 @@ export class OverlayCluster {
   }
 
   view (): ClusterView {
+    const ingress = this.ingress
     return {
       revision: this.#revision,
       networks: this.networks,
-      endpoints: this.tasks.map((t): ClusterEndpoint => ({ task: t.task, network: t.network, ip: t.ip, mac: macForIp(t.ip), node: this.lab.addr(t.host) }))
+      endpoints: this.tasks.map(({ host, ...t }): ClusterEndpoint => ({ ...t, mac: macForIp(t.ip), node: this.lab.addr(host) })),
+      services: this.services,
+      ...(ingress === null
+        ? {}
+        : { ingress: { network: ingress.network, endpoints: Object.entries(ingress.ips).map(([host, ip]) => ({ node: this.lab.addr(host), ip, mac: macForIp(ip) })) } })
     }
   }
 

@@ -145,7 +145,7 @@ function bigDocument (): DesiredState {
     if (i < 200) endpoints.push({ task: `t${i}`, ...common })
     else remoteEndpoints.push({ ...common, node: '192.168.5.2', task: `t${i}` })
   }
-  return { version: 1, revision: 1, networks, endpoints, remoteEndpoints, services }
+  return parseDesiredState({ version: 1, revision: 1, networks, endpoints, remoteEndpoints, services })
 }
 
 t.test('1000 endpoints / 100 services: tasks on the same networks share one table', async (t) => {

@@ -130,9 +130,9 @@ t.test('observeKernel dumps only the namespaces under the prefix, each by its ki
   const state = await observeKernel(runner, 'wt-')
   t.same(calls.sort(), [
     'bridge wt-n-blue fdb show',
-    'ip - link show',
+    'ip - addr show',
     'ip wt-n-blue addr show | neigh show nud permanent',
-    'ip wt-t-t1 addr show'
+    'ip wt-t-t1 addr show | route show default'
   ])
   t.same(state.strayHostLinks, ['wvx42'])
   t.same(state.strayNamespaces, ['wt-junk'])

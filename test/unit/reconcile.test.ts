@@ -9,7 +9,7 @@ import { pino } from 'pino'
 import { parseDesiredState, type DesiredState } from '../../netd/desired-state.ts'
 import { Reconciler } from '../../netd/reconciler.ts'
 import { NetdError } from '../../netd/errors.ts'
-import { networkNamespaceName, portName, taskNamespaceName } from '../../netd/kernel-state.ts'
+import { INGRESS_LEG, INGRESS_PORT_KEY, networkNamespaceName, portName, taskNamespaceName } from '../../netd/kernel-state.ts'
 import type { NodeIdentity } from '../../netd/desired-kernel.ts'
 import type { IprouteRunner } from '../../netd/iproute.ts'
 import { FakeKernel, faultyRunner } from '../fixtures/fake-kernel.ts'
@@ -71,7 +71,10 @@ async function kernelMismatches (kernel: FakeKernel, want: DesiredState): Promis
     const wantNeigh = remotes.map((r) => `${r.ip}>${r.mac}`).sort()
     if (JSON.stringify(neigh) !== JSON.stringify(wantNeigh)) problems.push(`${ns}: neighbours ${neigh.join(',')}, want ${wantNeigh.join(',')}`)
     const ports = kernel.links(ns).filter((l) => l.kind === 'veth').map((l) => l.name).sort()
-    const wantPorts = want.endpoints.filter((e) => e.network === network.id).map((e) => portName(e.task)).sort()
+    const wantPorts = [
+      ...want.endpoints.filter((e) => e.network === network.id).map((e) => portName(e.task)),
+      ...(want.ingress?.network === network.id ? [portName(INGRESS_PORT_KEY)] : [])
+    ].sort()
     if (JSON.stringify(ports) !== JSON.stringify(wantPorts)) problems.push(`${ns}: ports ${ports.join(',')}, want ${wantPorts.join(',')}`)
   }
 
@@ -85,6 +88,24 @@ async function kernelMismatches (kernel: FakeKernel, want: DesiredState): Promis
     const [link] = iface
     if (link!.address !== endpoint.mac || JSON.stringify(link!.addrs) !== JSON.stringify([address]) || !link!.up || link!.peer !== port.index || !port.up || port.master === null) {
       problems.push(`${ns}: interface ${link!.name} on ${endpoint.network} is ${link!.address} ${link!.addrs.join(',')} up ${link!.up}, want ${endpoint.mac} ${address}`)
+    }
+  }
+  const tasks = new Set(want.endpoints.map((e) => e.task))
+  for (const task of tasks) {
+    const ns = taskNamespaceName(NODE.prefix, task)
+    const onIngress = want.ingress !== undefined && want.endpoints.some((e) => e.task === task && e.network === want.ingress!.network)
+    const gateway = kernel.defaultGatewayOf(ns)
+    if (gateway !== (onIngress ? want.ingress!.ip : undefined)) problems.push(`${ns}: default route via ${gateway}, want ${onIngress ? want.ingress!.ip : 'none'}`)
+  }
+  const leg = kernel.links(null).find((l) => l.name === INGRESS_LEG)
+  if (want.ingress === undefined) {
+    if (leg) problems.push('an ingress leg without an ingress endpoint')
+  } else {
+    const network = want.networks.find((n) => n.id === want.ingress!.network)!
+    const port = kernel.links(networkNamespaceName(NODE.prefix, network.id)).find((l) => l.name === portName(INGRESS_PORT_KEY))
+    const address = `${want.ingress.ip}/${network.subnet.split('/')[1]}`
+    if (!leg || !port || leg.peer !== port.index || !leg.up || leg.address !== want.ingress.mac || JSON.stringify(leg.addrs) !== JSON.stringify([address]) || port.master === null || !port.up) {
+      problems.push(`ingress leg ${leg ? `${leg.address} ${leg.addrs.join(',')} up ${leg.up}` : 'missing'}, port ${port?.name ?? 'missing'}; want ${want.ingress.mac} ${address}`)
     }
   }
   return problems
@@ -266,12 +287,15 @@ function randomDocument (random: () => number, revision: number): DesiredState {
     pick(networks, int(1, Math.min(3, networks.length))).map((network) => ({ task, network: network.id, ...claim(network) })))
   const remoteEndpoints = networks.flatMap((network) => Array.from({ length: int(0, 3) }, () =>
     ({ network: network.id, ...claim(network), node: `192.168.5.${int(2, 4)}` })))
+  // Half the documents route a mesh through the first network: a leg into it, default routes for its tasks.
+  const ingress = random() < 0.5 ? networks[0]! : undefined
   return parseDesiredState({
     version: 1,
     revision,
-    networks: networks.map(({ hosts, ...network }) => network),
+    networks: networks.map(({ hosts, ...network }) => ({ ...network, ingress: network.id === ingress?.id })),
     endpoints,
-    remoteEndpoints
+    remoteEndpoints,
+    ...(ingress === undefined ? {} : { ingress: { network: ingress.id, ...claim(ingress) } })
   })
 }
 
