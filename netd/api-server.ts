@@ -47,6 +47,7 @@ export function routes (daemon: NetdDaemon): Map<string, Handler> {
       const task = requireTask(daemon, query.get('as') ?? '')
       return await explainResolution(daemon.dns.server, task, name, (query.get('type') ?? 'A').toUpperCase())
     }],
+    ['GET /lb', async (query) => await daemon.lb.stats(query.get('service') ?? undefined)],
     ['GET /fdb', async (query) => {
       const network = query.get('network')
       if (!network) throw new NetdError('NETD_ERR_API', 'the network query parameter is required')
@@ -93,8 +94,8 @@ function send (response: ServerResponse, status: number, body: unknown): void {
 
 const STATUS_BY_CODE: Record<string, number> = { NETD_ERR_INVALID_DOCUMENT: 400, NETD_ERR_API: 400, NETD_ERR_KERNEL: 500 }
 
-export function createApiServer (daemon: NetdDaemon, metrics: NetdMetrics, log: Logger): Server {
-  const table = routes(daemon)
+export function createApiServer (daemon: NetdDaemon, metrics: NetdMetrics, log: Logger, extraRoutes: ReadonlyMap<string, Handler> = new Map()): Server {
+  const table = new Map([...routes(daemon), ...extraRoutes])
   return createServer((request, response) => {
     const url = new URL(request.url ?? '/', 'http://netd')
     if (request.method === 'GET' && url.pathname === '/metrics') {

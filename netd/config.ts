@@ -23,6 +23,10 @@ export const runOptionsSchema = z.strictObject({
   resolvConf: z.string().min(1).default('/etc/resolv.conf'),
   /** DNS queries per second one task may send (bursts of twice that); beyond it queries are dropped. */
   dnsRateLimit: z.coerce.number().int().min(1).max(10_000_000).default(2000),
+  /** Load balancing of VIPs and published ports (lb, nftables). */
+  lb: z.boolean().default(true),
+  /** Seconds an idle established TCP connection keeps its conntrack entry in task namespaces; unset keeps the kernel's 432000. */
+  lbTcpEstablishedTimeout: z.coerce.number().int().min(1).max(2_147_483).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   /** Underlay MTU; read from the advertise address's interface when not given. */
   underlayMtu: z.coerce.number().int().min(1280).max(65535).optional()

@@ -8,7 +8,7 @@ import type { RunOptions } from './config.ts'
 import { EMPTY_STATE, parseDesiredState, type DesiredState } from './desired-state.ts'
 import type { NodeIdentity } from './desired-kernel.ts'
 import type { IprouteRunner } from './iproute.ts'
-import type { KernelState } from './kernel-state.ts'
+import { INGRESS_LEG, taskNamespaceName, type KernelState } from './kernel-state.ts'
 import type { NetdMetrics } from './metrics.ts'
 import { observeKernel } from './observe.ts'
 import { Reconciler, type ReconcileResult } from './reconciler.ts'
@@ -16,6 +16,9 @@ import { loadState, saveState } from './state-file.ts'
 import { VXLAN_OVERHEAD, underlayMtu } from './underlay.ts'
 import { NetdError } from './errors.ts'
 import { NodeDns } from '../dnsd/node-dns.ts'
+import { LbProgrammer } from '../lb/programmer.ts'
+import { lbSpec, type LbSpec } from '../lb/spec.ts'
+import { createLbMetrics } from '../lb/metrics.ts'
 
 export interface LastReconcile {
   at: string
@@ -44,6 +47,7 @@ export class NetdDaemon {
   #timer: NodeJS.Timeout | null = null
   #last: LastReconcile | null = null
   #dns: NodeDns | null = null
+  #lb: LbProgrammer | null = null
   readonly #startedAt = Date.now()
 
   constructor (options: RunOptions, runner: IprouteRunner, log: Logger, metrics: NetdMetrics) {
@@ -69,6 +73,13 @@ export class NetdDaemon {
         rateLimit: { ratePerSecond: this.options.dnsRateLimit, burst: 2 * this.options.dnsRateLimit }
       }, this.document)
     }
+    if (this.options.lb) {
+      this.#lb = new LbProgrammer({
+        log: this.#log.child({ component: 'lb' }),
+        metrics: createLbMetrics(this.#metrics.registry),
+        tcpEstablishedTimeout: this.options.lbTcpEstablishedTimeout ?? null
+      })
+    }
     this.#log.info({ underlay: underlay.ifname, underlayMtu: mtu, overlayMtu: this.#node.overlayMtu, revision: this.document.revision }, 'netd starting')
     // A failed first reconcile is logged and retried on the interval: the daemon must come up to be debuggable.
     await this.reconcile().catch(() => undefined)
@@ -82,7 +93,22 @@ export class NetdDaemon {
     if (this.#timer) clearInterval(this.#timer)
     this.#timer = null
     if (this.options.cleanup) await this.cleanup()
+    // Without --cleanup, lb's rules stay: balancing goes on while netd is away, and a restart re-adopts them.
     await this.#dns?.close()
+  }
+
+  get lb (): LbProgrammer {
+    if (!this.#lb) throw new NetdError('NETD_ERR_API', 'lb is not running on this node (netd run --no-lb)')
+    return this.#lb
+  }
+
+  /** What lb must hold for the current document: VIPs in every local task namespace, published ports here. */
+  lbSpec (): LbSpec {
+    const doc = this.document
+    return lbSpec(doc, {
+      taskNetns: (task) => taskNamespaceName(this.node.prefix, task),
+      ingressLeg: doc.ingress ? { ifname: INGRESS_LEG, ip: doc.ingress.ip } : null
+    })
   }
 
   get dns (): NodeDns {
@@ -116,10 +142,16 @@ export class NetdDaemon {
     await saveState(this.options.stateDir, doc)
     this.#setDocument(doc)
     this.#log.info({ revision: doc.revision, networks: doc.networks.length, endpoints: doc.endpoints.length, remoteEndpoints: doc.remoteEndpoints.length }, 'document applied')
-    return await this.reconcile()
+    return await this.reconcile('document')
   }
 
-  async reconcile (): Promise<ReconcileSummary> {
+  /**
+   * Brings the kernel to the document. A new document is applied against what lb last programmed (one
+   * small transaction); a repair (start, interval, `netd reconcile`) re-reads lb's tables from the kernel
+   * first, so rules changed behind netd's back are found and put right.
+   */
+  async reconcile (trigger: 'document' | 'repair' = 'repair'): Promise<ReconcileSummary> {
+    if (trigger === 'repair') await this.#lb?.forgetKernel()
     const stopTimer = this.#metrics.reconcileSeconds.startTimer()
     try {
       const result = await this.#reconcilerOrThrow().reconcile(this.document)
@@ -131,15 +163,25 @@ export class NetdDaemon {
       throw error
     } finally {
       stopTimer()
-      // Also after a partial failure: every task namespace that exists gets its DNS socket.
+      // Also after a partial failure: every task namespace that exists gets its DNS socket and its VIPs.
       await this.#dns?.sync(this.document)
+      await this.#syncLb()
     }
+  }
+
+  async #syncLb (): Promise<void> {
+    if (!this.#lb) return
+    const spec = this.lbSpec()
+    for (const problem of spec.problems) this.#log.warn({ problem }, 'published port not built')
+    const result = await this.#lb.sync(spec)
+    if (result.errors.length > 0) this.#log.warn({ errors: result.errors }, 'lb sync incomplete; retried on the next reconcile')
   }
 
   async drift (): Promise<string[]> {
     const commands = await this.#reconcilerOrThrow().drift(this.document)
-    this.#metrics.drift.set(commands.length)
-    return [...new Set(commands.map((c) => c.reason))]
+    const lbDrift = this.#lb ? (await this.#lb.check(this.lbSpec())).map((line) => `lb: ${line}`) : []
+    this.#metrics.drift.set(commands.length + lbDrift.length)
+    return [...new Set(commands.map((c) => c.reason)), ...lbDrift]
   }
 
   async observe (): Promise<KernelState> {
@@ -157,6 +199,9 @@ export class NetdDaemon {
 
   async cleanup (): Promise<ReconcileSummary> {
     await this.#dns?.sync(EMPTY_STATE)
+    // Task namespaces take their tables with them; this removes the host's (published ports).
+    const lbErrors = await this.#lb?.close(true) ?? []
+    if (lbErrors.length > 0) this.#log.warn({ errors: lbErrors }, 'lb cleanup incomplete')
     const result = await this.#reconcilerOrThrow().cleanup()
     this.#log.info({ commands: result.commands.length }, 'removed kernel objects')
     return summarise(result)

@@ -68,6 +68,13 @@ export function desiredKernel (doc: DesiredState, node: NodeIdentity): KernelSta
     if (endpoint.network === doc.ingress?.network) task.defaultGateway = doc.ingress.ip
   }
 
+  // A task the node runs gets its namespace even without an endpoint (a service on no network).
+  for (const task of doc.tasks ?? []) {
+    if (!state.tasks.has(task.id)) {
+      state.tasks.set(task.id, { netns: taskNamespaceName(node.prefix, task.id), task: task.id, loUp: true, interfaces: new Map(), strayLinks: [], defaultGateway: null })
+    }
+  }
+
   if (doc.ingress) {
     state.ingressLeg = {
       ifname: INGRESS_LEG,

@@ -1,6 +1,6 @@
 /**
- * The node's desired-state document: what one node must build. The manager's
- * dispatcher will stream it later; `netd apply -f` feeds it by hand now.
+ * The node's desired-state document: what one node must build. The manager
+ * streams it (netd/cluster); `netd apply -f` feeds it by hand.
  *
  * Shape is checked by a zod schema (types are derived from it); the rules that
  * span entries (duplicate VNI, IP outside subnet, duplicate IP or MAC within a
@@ -103,6 +103,27 @@ export const serviceSchema = z.strictObject({
   ports: z.array(servicePortSchema).default([])
 })
 
+/**
+ * A task this node runs: what the task runtime starts (netd/runtime) once the task's namespace
+ * exists. A task told to stop stays listed, desired `shutdown`, until its node has stopped it, so
+ * its namespace outlives its process; its endpoints leave the document at once.
+ */
+export const taskSchema = z.strictObject({
+  id,
+  /** `<service>.<slot>.<task-id>`: the runtime's task name and default hostname. */
+  name: z.string().min(1).max(255).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be letters, digits, _ . - starting with a letter or digit'),
+  service: id,
+  image: z.string().min(1).max(255),
+  /** argv; empty runs the image's default command. */
+  command: z.array(z.string()).default([]),
+  /** `KEY=value`, as `service create --env` takes them. */
+  env: z.array(z.string().min(1)).default([]),
+  workdir: z.string().min(1).optional(),
+  user: z.string().min(1).optional(),
+  hostname: z.string().min(1).max(64).optional(),
+  desiredState: z.enum(['running', 'shutdown']).default('running')
+})
+
 export const desiredStateSchema = z.strictObject({
   version: z.literal(1),
   revision: z.int().min(0),
@@ -111,7 +132,9 @@ export const desiredStateSchema = z.strictObject({
   remoteEndpoints: z.array(remoteEndpointSchema),
   services: z.array(serviceSchema).default([]),
   /** This node's endpoint on the ingress network: the routing mesh's leg from the host namespace into it. */
-  ingress: z.strictObject({ network: id, ip: ipv4, mac }).optional()
+  ingress: z.strictObject({ network: id, ip: ipv4, mac }).optional(),
+  /** The tasks this node runs (from a manager); a hand-written document may leave it out. */
+  tasks: z.array(taskSchema).optional()
 })
 
 export type Network = z.infer<typeof networkSchema>
@@ -119,6 +142,7 @@ export type Endpoint = z.infer<typeof endpointSchema>
 export type RemoteEndpoint = z.infer<typeof remoteEndpointSchema>
 export type Service = z.infer<typeof serviceSchema>
 export type ServicePort = z.infer<typeof servicePortSchema>
+export type Task = z.infer<typeof taskSchema>
 export type DesiredState = z.infer<typeof desiredStateSchema>
 /** The document as written by hand or by the manager: fields with defaults may be left out. */
 export type DesiredStateInput = z.input<typeof desiredStateSchema>
@@ -199,6 +223,12 @@ export function crossCheck (doc: DesiredState): string[] {
   doc.remoteEndpoints.forEach((remote, index) => claim(`remoteEndpoints[${index}]`, remote))
   problems.push(...checkIngress(doc, networks, claim))
   problems.push(...checkServices(doc, networks, ipOwners))
+  const taskIds = new Map<string, number>()
+  doc.tasks?.forEach((task, index) => {
+    const owner = taskIds.get(task.id)
+    if (owner !== undefined) problems.push(`tasks[${index}].id: duplicate task id "${task.id}" (also tasks[${owner}])`)
+    else taskIds.set(task.id, index)
+  })
   return problems
 }
 

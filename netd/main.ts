@@ -16,9 +16,13 @@ import { iproute } from './iproute.ts'
 import { createMetrics } from './metrics.ts'
 import type { EndpointRow, FdbRow, NetworkRow } from './views.ts'
 import type { Resolution } from '../dnsd/explain.ts'
+import { formatStats, type FrontendStats } from '../lb/stats.ts'
 
 interface DnsRecordRow { task: string, name: string, type: string, value: string, ttl: number, rule: string, network: string }
 import { formatTable } from '../cli/table.ts'
+import { swarmRoutes } from './cluster/api-routes.ts'
+import { execCommand } from './cluster/exec-command.ts'
+import { SwarmNode } from './cluster/swarm-node.ts'
 
 const program = new Command('netd')
   .description('weft node daemon: builds and keeps the VXLAN overlay of this node')
@@ -41,6 +45,8 @@ program.command('run')
   .option('--underlay-mtu <bytes>', 'underlay MTU (default: the MTU of the advertise address\'s interface)')
   .option('--cleanup', 'on SIGTERM or SIGINT, remove every kernel object netd created', false)
   .option('--no-dns', 'do not serve DNS to tasks at 127.0.0.11')
+  .option('--no-lb', 'do not load-balance VIPs and published ports')
+  .option('--lb-tcp-established-timeout <seconds>', 'conntrack timeout of idle established TCP connections in task namespaces (default: the kernel\'s 432000)')
   .option('--resolv-conf <path>', 'the node\'s resolv.conf: upstream resolvers and search domains for tasks', '/etc/resolv.conf')
   .option('--dns-rate-limit <qps>', 'DNS queries per second one task may send (bursts of twice that)', '2000')
   .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
@@ -50,7 +56,8 @@ program.command('run')
     const metrics = createMetrics()
     const daemon = new NetdDaemon(options, iproute, log.child({ component: 'daemon' }), metrics)
     await daemon.start()
-    const api = createApiServer(daemon, metrics, log.child({ component: 'api' }))
+    const swarm = await SwarmNode.start({ daemon, options, log })
+    const api = createApiServer(daemon, metrics, log.child({ component: 'api' }), swarmRoutes(swarm))
     await listenOnSocket(api, options.socket)
     const [metricsHost, metricsPort] = options.metricsAddr.split(':') as [string, string]
     const metricsServer = createServer((request, response) => {
@@ -69,7 +76,7 @@ program.command('run')
       log.info({ signal, cleanup: options.cleanup }, 'netd stopping')
       api.close()
       metricsServer.close()
-      daemon.stop().then(() => process.exit(0), (error: unknown) => {
+      swarm.stop().then(async () => await daemon.stop()).then(() => process.exit(0), (error: unknown) => {
         log.error({ err: error }, 'cleanup failed')
         process.exit(1)
       })
@@ -171,6 +178,15 @@ dns.command('query')
     ].join('\n') + '\n')
   })
 
+program.command('lb')
+  .description('VIPs and published ports with their scheduler, backends, health and counters (like ipvsadm -Ln --stats)')
+  .argument('[service]', 'only this service (id or name)')
+  .option('--json', 'print JSON')
+  .action(async (service: string | undefined, flags: { json?: boolean }) => {
+    const rows = await client().call<FrontendStats[]>('GET', service ? `/lb?service=${encodeURIComponent(service)}` : '/lb')
+    print(flags.json === true, rows, () => formatStats(rows))
+  })
+
 program.command('check')
   .description('compare the kernel with the applied document; exit 1 on drift')
   .option('--json', 'print JSON')
@@ -187,6 +203,8 @@ program.command('leave')
     const summary = await client().call<ReconcileSummary>('POST', '/leave')
     print(flags.json === true, summary, () => `left: ${summary.commands} kernel change(s)\n`)
   })
+
+program.addCommand(execCommand(client))
 
 async function readStdin (): Promise<string> {
   const chunks: Buffer[] = []

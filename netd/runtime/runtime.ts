@@ -85,7 +85,7 @@ interface Entry {
   checkAgain: boolean
   /** True while adopt() builds the entry: its first status is returned, not announced. */
   quiet: boolean
-  /** True from start()'s spawn until the supervisor is recorded: no conclusion can be drawn before. */
+  /** True from start()'s creation of the entry until the supervisor is recorded: no conclusion can be drawn before. */
   spawning: boolean
   warnedUnsupervised: boolean
 }
@@ -211,13 +211,20 @@ export class TaskRuntime {
     const record: TaskRecord = { version: 1, spec, plan, supervisor: null, init: null, createdAt: new Date().toISOString(), startedAt: null }
     await writeRecord(dir, record)
     const entry = this.#newEntry(spec.task, dir, record, startingStatus({ task: spec.task, name: spec.name }))
+    // From the entry's creation, not just the spawn: a poll between the two would find no supervisor
+    // yet, conclude the task lost, and leave the process it is about to start unwatched.
+    entry.spawning = true
     this.#emit(entry.status)
 
     const argsFile = join(dir, FILES.launchArgs)
-    await writeFile(argsFile, encodeArgs(execChain(plan, tools)), { mode: 0o600 })
+    try {
+      await writeFile(argsFile, encodeArgs(execChain(plan, tools)), { mode: 0o600 })
+    } catch (error) {
+      entry.spawning = false
+      throw error
+    }
     const argv = supervisorArgv(plan, dir, argsFile, tools)
     let child: ChildProcess
-    entry.spawning = true
     try {
       child = await spawnDetached(argv, dir)
     } catch (error) {

@@ -60,10 +60,14 @@ async function apply (): Promise<void> {
   const full = { ...view, endpoints: [...endpoints, ...bigEndpoints], services }
   const { nodeDocument } = await import('../../manager/node-view.ts')
   const documents = ['h1', 'h2', 'h3'].map((host) => [host, nodeDocument(full, lab.addr(host))] as const)
+  // h1, whose tasks the timing tests watch, first and alone: the 100 ms are the node's own, not the
+  // time the other nodes' reconciles take from the same two CPUs.
+  const [[first, firstDocument], ...others] = documents as [typeof documents[number], ...typeof documents]
   sentAt = Date.now()
-  await Promise.all(documents.map(async ([host, document]) => await cluster.client(host).call('PUT', '/state', document)))
+  await cluster.client(first).call('PUT', '/state', firstDocument)
+  await Promise.all(others.map(async ([host, document]) => await cluster.client(host).call('PUT', '/state', document)))
 }
-/** When the last apply() started sending documents: the 100 ms of an update count from here. */
+/** When the last apply() sent h1 its document: the 100 ms of an update count from here. */
 let sentAt = 0
 await apply()
 
