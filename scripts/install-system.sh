@@ -18,7 +18,7 @@ apt_install() {
 }
 
 missing=no
-for cmd in ip bridge nft conntrack dig iperf3 tcpdump ethtool curl ping; do
+for cmd in ip bridge nft conntrack dig iperf3 tcpdump ethtool curl ping dnsperf dnsmasq haproxy wrk etcd etcdctl; do
   if ! command -v "$cmd" >/dev/null 2>&1; then
     echo "install-system.sh: $cmd is missing"
     missing=yes
@@ -26,7 +26,23 @@ for cmd in ip bridge nft conntrack dig iperf3 tcpdump ethtool curl ping; do
 done
 if [ "$missing" = yes ]; then
   # iputils-ping: the lab's e2e tests check underlay reachability with ping.
-  apt_install iproute2 nftables conntrack bind9-dnsutils iperf3 tcpdump ethtool curl ca-certificates iputils-ping
+  # dnsperf and dnsmasq: bench/dns.ts. dnsmasq-base is the binary alone; the `dnsmasq` package would
+  # also install and start a system service holding port 53 on the host.
+  # haproxy and wrk: bench/lb.ts (the L4 balancer the routing mesh is compared with, and the
+  # new-connection-rate client). haproxy's packaged config binds no port; bench/lb.ts runs its own.
+  # etcd-server and etcd-client (3.4 on bookworm): bench/control-plane.ts's reference for the
+  # manager's committed changes per second; it runs its own member on 127.0.0.1 inside a lab
+  # namespace, its data in a temporary directory. On a host with systemd the package also enables
+  # and starts a service of its own on localhost:2379, which weft does not use.
+  apt_install iproute2 nftables conntrack bind9-dnsutils iperf3 tcpdump ethtool curl ca-certificates iputils-ping \
+    dnsperf dnsmasq-base haproxy wrk etcd-server etcd-client
+fi
+
+# redis-server: the Swarm walkthrough's redis service (test/e2e/swarm.test.ts) runs the host's
+# redis-server inside tasks. On a host with systemd the package also enables its own service on
+# 127.0.0.1:6379, which weft does not use.
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt_install redis-server
 fi
 
 if ! command -v npm >/dev/null 2>&1; then
