@@ -91,13 +91,4 @@ export function answersOf (asked: Asked): unknown[] {
   return (asked.reply.answers ?? []).map(data)
 }
 
-/** mulberry32: small, seeded, good enough to drive fuzzing deterministically. */
-export function prng (seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let x = Math.imul(s ^ (s >>> 15), 1 | s)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { prng } from './prng.ts'

@@ -14,6 +14,7 @@ import { expectedHoldings, isActive } from '../../manager/store/queries.ts'
 import type { ClusterState, TaskRecord } from '../../manager/store/state.ts'
 import type { ServiceSpecInput } from '../../manager/store/spec.ts'
 import { parseDesiredState } from '../../netd/desired-state.ts'
+import { prng } from '../helpers/prng.ts'
 
 function cluster (workers = 2): Simulation {
   const sim = new Simulation()
@@ -317,18 +318,6 @@ t.test('a round is deterministic, and proposing it twice does not double anythin
   t.ok(again.every((o) => o.error !== undefined || o.result.changed === false), 'the second proposal of the round changes nothing')
   t.equal(Object.keys(state.tasks).length, 3)
 })
-
-/** mulberry32: small, seeded, good enough to pick test cases. */
-function prng (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** What a converged cluster looks like; empty when it does. */
 function convergenceProblems (sim: Simulation): string[] {

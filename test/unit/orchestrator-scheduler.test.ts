@@ -11,6 +11,7 @@ import { emptyState, type ClusterState } from '../../manager/store/state.ts'
 import { ineligibility, schedule } from '../../manager/orchestrator/scheduler.ts'
 import { Simulation } from '../../manager/orchestrator/simulation.ts'
 import { isActive } from '../../manager/store/queries.ts'
+import { prng } from '../helpers/prng.ts'
 
 function build (commands: readonly CommandInput[]): ClusterState {
   let state = emptyState()
@@ -93,18 +94,6 @@ t.test('a global task waits for its own node', async (t) => {
   t.same(decision.unschedulable, [{ task: 'g2', error: 'no suitable node (1 node not available for new tasks)' }])
   t.equal(ineligibility(state, state.nodes.n3!, state.tasks.g1!), null)
 })
-
-/** mulberry32: small, seeded, good enough to pick test cases. */
-function prng (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 t.test('property: placements respect eligibility, spread evenly, one global task per eligible node', async (t) => {
   const failures: string[] = []

@@ -8,7 +8,7 @@
 import t from 'tap'
 import { bootstrapState, RaftCore, type RaftCoreOptions } from '../../manager/raft/core.ts'
 import { NotLeaderError, RaftError } from '../../manager/raft/errors.ts'
-import { prng, Simulation, type SimulationOptions } from '../../manager/raft/simulation.ts'
+import { prng, Simulation, type SimulationOptions } from '../helpers/raft-simulation.ts'
 import type { AppendResponse, Entry, Message, NodeId, Ready, VoteResponse } from '../../manager/raft/types.ts'
 
 const encoder = new TextEncoder()

@@ -13,7 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ReplicatedLog, type StateMachine } from '../../manager/raft/replicated-log.ts'
-import { prng } from '../../manager/raft/simulation.ts'
+import { prng } from '../helpers/raft-simulation.ts'
 
 interface Command { readonly n: number }
 

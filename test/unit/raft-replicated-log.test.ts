@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { ReplicatedLog, type StateMachine } from '../../manager/raft/replicated-log.ts'
 import { InMemoryNetwork, decodeMessage, encodeMessage } from '../../manager/raft/transport.ts'
 import { NotLeaderError } from '../../manager/raft/errors.ts'
-import { prng } from '../../manager/raft/simulation.ts'
+import { prng } from '../helpers/raft-simulation.ts'
 import type { Message } from '../../manager/raft/types.ts'
 
 interface Command { readonly op: 'add', readonly key: string, readonly value: number }

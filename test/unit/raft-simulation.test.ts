@@ -13,7 +13,7 @@
  * RAFT_SIM_SEEDS=n runs n seeds per case (a stress loop; default 100).
  */
 import t, { type Test } from 'tap'
-import { Simulation, type SimulationOptions } from '../../manager/raft/simulation.ts'
+import { Simulation, type SimulationOptions } from '../helpers/raft-simulation.ts'
 import type { NodeId } from '../../manager/raft/types.ts'
 
 const SEEDS = Number(process.env.RAFT_SIM_SEEDS ?? 100)

@@ -13,6 +13,7 @@ import { INGRESS_LEG, INGRESS_PORT_KEY, networkNamespaceName, portName, taskName
 import type { NodeIdentity } from '../../netd/desired-kernel.ts'
 import type { IprouteRunner } from '../../netd/iproute.ts'
 import { FakeKernel, faultyRunner } from '../fixtures/fake-kernel.ts'
+import { prng } from '../helpers/prng.ts'
 
 const NODE: NodeIdentity = { prefix: 'wt-', underlayAddress: '192.168.5.1', overlayMtu: 1450 }
 const silent = pino({ level: 'silent' })
@@ -245,17 +246,6 @@ t.test('the fake kernel fails what the kernel would', async (t) => {
   t.same(await kernel.batch('ip', null, ['link add wvx1 type vxlan id 1 local 192.168.5.1 dstport 4789', 'link set dev wvx1 up', 'link set dev wvx1 name vx1']),
     { failures: [{ index: 2, message: 'RTNETLINK answers: Device or resource busy' }] })
 })
-
-/** mulberry32: small, seeded, good enough to pick test cases. */
-function prng (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = Math.imul(state ^ (state >>> 15), 1 | state)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function randomDocument (random: () => number, revision: number): DesiredState {
   const int = (low: number, high: number): number => low + Math.floor(random() * (high - low + 1))

@@ -11,6 +11,7 @@ import { COMMAND_TYPES, parseCommand } from '../../manager/store/commands.ts'
 import { StoreError } from '../../manager/store/errors.ts'
 import { expectedHoldings } from '../../manager/store/queries.ts'
 import { emptyState, type ClusterState } from '../../manager/store/state.ts'
+import { prng } from '../helpers/prng.ts'
 
 const NOW = 1_700_000_000_000
 
@@ -300,18 +301,6 @@ t.test('commands are validated: at the edge (throws) and in apply (refuses)', as
   t.match(c.try({ type: 'network.create', id: 'BAD ID', name: 'x' }).error, { code: 'STORE_ERR_INVALID_COMMAND', message: /id:/ })
   t.match(apply(c.state, { type: 'node.status', node: 'n2', status: 'down' }, Number.NaN).error, { code: 'STORE_ERR_INVALID_COMMAND' })
 })
-
-/** mulberry32: small, seeded, good enough to pick test cases. */
-function prng (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function deepFreeze<T> (value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {

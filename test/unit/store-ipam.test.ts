@@ -10,6 +10,7 @@ import {
 } from '../../manager/store/ipam.ts'
 import { StoreError } from '../../manager/store/errors.ts'
 import type { IpamState } from '../../manager/store/state.ts'
+import { prng } from '../helpers/prng.ts'
 
 const swarmDefaults = (): IpamState => initIpam({ pools: ['10.0.0.0/8'], subnetSize: 24, avoid: [] })
 
@@ -20,18 +21,6 @@ function codeOf (fn: () => unknown): string {
   } catch (error) {
     if (error instanceof StoreError) return error.code
     throw error
-  }
-}
-
-/** mulberry32: small, seeded, good enough to pick test cases. */
-function prng (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
   }
 }
 

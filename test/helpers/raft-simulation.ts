@@ -18,20 +18,12 @@
  * and, for the caller to check at the end, the proposals that were
  * acknowledged (applied by the member that took them, in the same life).
  */
-import { bootstrapState, RaftCore } from './core.ts'
-import { RaftError } from './errors.ts'
-import type { Entry, HardState, Message, NodeId, PersistedState, Snapshot } from './types.ts'
+import { bootstrapState, RaftCore } from '../../manager/raft/core.ts'
+import { RaftError } from '../../manager/raft/errors.ts'
+import type { Entry, HardState, Message, NodeId, PersistedState, Snapshot } from '../../manager/raft/types.ts'
+import { prng } from './prng.ts'
 
-/** mulberry32: small, seeded, good enough to drive a simulation. */
-export function prng (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = Math.imul(state ^ (state >>> 15), 1 | state)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { prng }
 
 export interface SimulationOptions {
   readonly seed: number
