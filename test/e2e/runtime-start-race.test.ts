@@ -4,8 +4,9 @@
  * declared the task lost ("the supervisor never recorded itself") and left the
  * process start() went on to spawn running and unwatched. The swarm then
  * replaced the task and removed its namespace under it (found by
- * bench/swarm.ts: leaked task processes after `service rm`). With a poll
- * every 10 ms, every start used to fall into that window.
+ * bench/swarm.ts, now bench/control-plane.ts: leaked task processes after
+ * `service rm`). With a poll every 10 ms, every start used to fall into that
+ * window.
  */
 import t from 'tap'
 import { execFile } from 'node:child_process'
