@@ -8,24 +8,33 @@
  *   forward everything else → the server hands the original bytes to the forwarder
  *
  * Pure: tables, bytes and a rotation counter in; bytes out. No clock, no I/O.
+ *
+ * The hot path decodes nothing: a well-formed query (plainQuestionEnd) for a
+ * cluster name is looked up by its wire bytes (nameKey) and answered by
+ * copying the record set's prepared sections (plainResponse). Errors, zone
+ * transfers, ANY and answers too big for the client's UDP size take the
+ * general path, parseQuery and buildResponse, which gives the same bytes.
  */
 import dnsPacket from 'dns-packet'
-import { taskView, type DnsTables, type RecordSet, type RecordType } from './records.ts'
+import { A_RR_LENGTH, taskView, type DnsTables, type RecordSet, type RecordType } from './records.ts'
 import {
-  TYPE_A, TYPE_ANY, TYPE_AXFR, TYPE_IXFR, TYPE_PTR, TYPE_SRV,
-  buildResponse, errorResponse, isWireProblem, parseQuery, udpLimitFor, type ParsedQuery
+  HEADER_LENGTH, TYPE_A, TYPE_ANY, TYPE_AXFR, TYPE_IXFR, TYPE_PTR, TYPE_SRV,
+  buildResponse, errorResponse, nameKey, parseQuery, plainQuestionEnd, plainResponse, udpLimitFor,
+  type ParsedQuery, type WireProblem
 } from './wire.ts'
 import { DnsdError } from './errors.ts'
 
 export type Outcome =
   | { kind: 'answer', response: Buffer, rule: string, networks: string[] }
-  | { kind: 'forward', parsed: ParsedQuery }
+  /** What the hot path read, for the forward cache's lookup and the UDP fit: plainQuestionEnd, nameKey. */
+  | { kind: 'forward', questionEnd: number, nameKey: string }
   | { kind: 'error', response: Buffer, rcode: string }
   | { kind: 'drop', reason: string }
 
 export type Transport = 'udp' | 'tcp'
 
 const EMPTY: readonly Buffer[] = []
+const EMPTY_WIRE = Buffer.alloc(0)
 
 /**
  * Answers `query` as `task` (task id, or a local task's name) would get it.
@@ -33,25 +42,49 @@ const EMPTY: readonly Buffer[] = []
  * answers start at `rotation mod n`.
  */
 export function answerQuery (tables: DnsTables, task: string, query: Buffer, transport: Transport, rotation: number): Outcome {
-  const parsed = parseQuery(query)
-  if (isWireProblem(parsed)) {
-    if (parsed.kind === 'drop') return { kind: 'drop', reason: parsed.reason }
-    return { kind: 'error', response: errorResponse(query, parsed.partial, parsed.rcode), rcode: parsed.rcode }
-  }
+  const end = plainQuestionEnd(query)
+  // Not plain means parseQuery has a problem to report (wire.ts keeps the two in step).
+  if (end < 0) return rejected(query, parseQuery(query) as WireProblem)
   const view = taskView(tables, task)
-  if (view === undefined) return { kind: 'error', response: errorResponse(query, parsed, 'REFUSED'), rcode: 'REFUSED' }
-  const set = view.names.get(parsed.name)
-  if (set === undefined) return { kind: 'forward', parsed }
+  if (view === undefined) return refused(query)
+  const key = nameKey(query, HEADER_LENGTH, end - 4)
+  const set = view.byKey.get(key)
+  if (set === undefined) return { kind: 'forward', questionEnd: end, nameKey: key }
+  const qtype = query.readUInt16BE(end - 4)
   // Zone transfers of cluster names are not offered.
-  if (parsed.qtype === TYPE_AXFR || parsed.qtype === TYPE_IXFR) {
-    return { kind: 'error', response: errorResponse(query, parsed, 'REFUSED'), rcode: 'REFUSED' }
+  if (qtype === TYPE_AXFR || qtype === TYPE_IXFR) return refused(query)
+  const response = prepared(set, qtype, query, end, transport, rotation) ?? built(set, qtype, query, transport, rotation)
+  return { kind: 'answer', response, rule: set.rule, networks: set.networks as string[] }
+}
+
+function rejected (query: Buffer, problem: WireProblem): Outcome {
+  if (problem.kind === 'drop') return { kind: 'drop', reason: problem.reason }
+  return { kind: 'error', response: errorResponse(query, problem.partial, problem.rcode), rcode: problem.rcode }
+}
+
+/** REFUSED for a plain query (one parseQuery accepts). */
+function refused (query: Buffer): Outcome {
+  return { kind: 'error', response: errorResponse(query, parseQuery(query) as ParsedQuery, 'REFUSED'), rcode: 'REFUSED' }
+}
+
+/** The answer from the prepared sections, or null for the general path (ANY, or too big for UDP). */
+function prepared (set: RecordSet, qtype: number, query: Buffer, end: number, transport: Transport, rotation: number): Buffer | null {
+  switch (qtype) {
+    case TYPE_A: return plainResponse(query, end, set.aWire, set.a.length, 0, set.rotate ? rotationStart(set.a.length, rotation) * A_RR_LENGTH : 0, transport)
+    case TYPE_PTR: return plainResponse(query, end, set.ptrWire, set.ptr.length, 0, 0, transport)
+    case TYPE_SRV: return plainResponse(query, end, set.srvWire, set.srv.length, set.additionals.length, 0, transport)
+    case TYPE_ANY: return null
+    default: return plainResponse(query, end, EMPTY_WIRE, 0, 0, 0, transport)
   }
-  const { answers, additionals } = select(set, parsed.qtype, rotation)
-  const response = buildResponse({
+}
+
+function built (set: RecordSet, qtype: number, query: Buffer, transport: Transport, rotation: number): Buffer {
+  const parsed = parseQuery(query) as ParsedQuery
+  const { answers, additionals } = select(set, qtype, rotation)
+  return buildResponse({
     query, parsed, rcode: 'NOERROR', aa: true, answers, additionals,
     udpLimit: transport === 'udp' ? udpLimitFor(parsed.edns) : null
   })
-  return { kind: 'answer', response, rule: set.rule, networks: set.networks as string[] }
 }
 
 /** The records of `set` for `qtype`; none (NODATA) when the name has no record of that type. */
@@ -65,10 +98,15 @@ function select (set: RecordSet, qtype: number, rotation: number): { answers: re
   }
 }
 
+/** Where a rotated answer of `n` records starts. */
+function rotationStart (n: number, rotation: number): number {
+  return ((rotation % n) + n) % n
+}
+
 function rotated (set: RecordSet, rotation: number): readonly Buffer[] {
   const a = set.a
   if (!set.rotate) return a
-  const start = ((rotation % a.length) + a.length) % a.length
+  const start = rotationStart(a.length, rotation)
   if (start === 0) return a
   const out = new Array<Buffer>(a.length)
   for (let i = 0; i < a.length; i++) out[i] = a[(start + i) % a.length]!

@@ -23,12 +23,21 @@ export function withId (message: Buffer, id: number): Buffer {
  * question then read as the client spelled them, as from any resolver.
  */
 export function restoreClientView (response: Buffer, walked: WalkedMessage, query: Buffer, queryWalked: WalkedMessage): Buffer {
-  response.writeUInt16BE(queryWalked.id, 0)
-  const r = walked.question
   const q = queryWalked.question
-  if (r !== null && q !== null && !r.compressed && !q.compressed && r.end - r.start === q.end - q.start) {
-    query.copy(response, r.start, q.start, q.end)
-  }
+  return q === null || q.compressed
+    ? restoreClient(response, walked, query, queryWalked.id, -1, -1)
+    : restoreClient(response, walked, query, queryWalked.id, q.start, q.end)
+}
+
+/**
+ * `restoreClientView` for a query known only by its ID and the bounds of its
+ * uncompressed question, query[start, end) (-1: none to copy): the cache's
+ * hot path, which does not walk queries.
+ */
+export function restoreClient (response: Buffer, walked: WalkedMessage, query: Buffer, id: number, start: number, end: number): Buffer {
+  response.writeUInt16BE(id, 0)
+  const r = walked.question
+  if (start >= 0 && r !== null && !r.compressed && r.end - r.start === end - start) query.copy(response, r.start, start, end)
   return response
 }
 

@@ -127,6 +127,15 @@ function validUpstreams (upstreams: readonly Upstream[], timeoutMs?: number): { 
   return { upstreams: Object.freeze(parsed.data.upstreams.map((u) => Object.freeze({ ...u }))), timeoutMs: parsed.data.timeoutMs }
 }
 
+/** The walked query, or DNSD_ERR_BAD_QUERY for bytes that are not a query with one readable question. */
+function walkQuery (query: Buffer): WalkedMessage & { question: WalkedQuestion } {
+  const walked = walkMessage(query)
+  if (walked === null || walked.qr || walked.qdcount !== 1 || walked.question === null) {
+    throw new DnsdError('DNSD_ERR_BAD_QUERY', 'not a DNS query with exactly one readable question')
+  }
+  return walked as WalkedMessage & { question: WalkedQuestion }
+}
+
 export class Forwarder {
   #upstreams: readonly Upstream[]
   readonly #timeoutMs: number
@@ -181,15 +190,33 @@ export class Forwarder {
    * with FORMERR already.
    */
   async resolve (query: Buffer): Promise<ForwardResult> {
-    const walked = walkMessage(query)
-    if (walked === null || walked.qr || walked.qdcount !== 1 || walked.question === null) {
-      throw new DnsdError('DNSD_ERR_BAD_QUERY', 'not a DNS query with exactly one readable question')
-    }
+    const walked = walkQuery(query)
     const cached = this.#cache === null ? null : this.#cache.get(query, walked)
     if (cached !== null) {
       this.#metrics?.results.inc({ source: 'cache' })
       return { response: cached, source: 'cache', upstream: null, transport: null }
     }
+    return await this.#fromUpstream(query, walked)
+  }
+
+  /**
+   * The cached answer to a query wire.ts calls plain (`plainQuestionEnd`
+   * gave `end`, `nameKey` gave `name`), synchronously: dnsd's hot path for
+   * forwarded names, no promise and no walk. Null on a miss;
+   * `resolveUpstream` takes it from there.
+   */
+  cached (query: Buffer, end: number, name: string): Buffer | null {
+    const hit = this.#cache === null ? null : this.#cache.getPlain(query, end, name)
+    if (hit !== null) this.#metrics?.results.inc({ source: 'cache' })
+    return hit
+  }
+
+  /** `resolve` without looking in the cache, for a query `cached` just missed. */
+  async resolveUpstream (query: Buffer): Promise<ForwardResult> {
+    return await this.#fromUpstream(query, walkQuery(query))
+  }
+
+  async #fromUpstream (query: Buffer, walked: WalkedMessage & { question: WalkedQuestion }): Promise<ForwardResult> {
     const failures: string[] = []
     // A snapshot: setUpstreams replaces the array, never mutates it.
     for (const upstream of this.#upstreams) {

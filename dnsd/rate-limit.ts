@@ -6,7 +6,9 @@
  * long enough to have refilled completely are swept (forgetting them changes
  * nothing: a new bucket starts full too); if none is, the least recently
  * used key is evicted. Map order is kept as recency order by re-inserting a
- * key on every use.
+ * key when it is used in a later millisecond than before: recency to the
+ * millisecond is all eviction needs, and a Map delete + set on every query of
+ * a busy task would cost more than the rest of the bucket arithmetic.
  */
 import { DnsdError } from './errors.ts'
 
@@ -49,14 +51,14 @@ export class RateLimiter {
     if (bucket === undefined) {
       if (this.#buckets.size >= this.#maxKeys) this.#makeRoom(nowMs)
       bucket = { tokens: this.#burst, lastMs: nowMs }
-    } else {
-      this.#buckets.delete(key) // re-inserted below: most recently used last
-      // A clock that steps backwards earns nothing (and never goes negative).
-      const elapsed = Math.max(0, nowMs - bucket.lastMs)
-      bucket.tokens = Math.min(this.#burst, bucket.tokens + elapsed * this.#perMs)
-      bucket.lastMs = Math.max(bucket.lastMs, nowMs)
+      this.#buckets.set(key, bucket)
+    } else if (nowMs > bucket.lastMs) {
+      // A clock that steps backwards or stands still earns nothing.
+      bucket.tokens = Math.min(this.#burst, bucket.tokens + (nowMs - bucket.lastMs) * this.#perMs)
+      bucket.lastMs = nowMs
+      this.#buckets.delete(key) // re-inserted: most recently used last
+      this.#buckets.set(key, bucket)
     }
-    this.#buckets.set(key, bucket)
     if (bucket.tokens < 1) return false
     bucket.tokens -= 1
     return true

@@ -17,7 +17,7 @@
  * names individual tasks.
  */
 import type { DesiredState, Endpoint, RemoteEndpoint, Service } from '../netd/desired-state.ts'
-import { CLASS_IN, TYPE_A, TYPE_PTR, TYPE_SRV, encodeName } from './wire.ts'
+import { CLASS_IN, TYPE_A, TYPE_PTR, TYPE_SRV, encodeName, nameKeyOf } from './wire.ts'
 
 /** A VIP lives as long as its service: changes only when the service is removed or re-attached. */
 export const VIP_TTL = 5
@@ -50,6 +50,14 @@ export interface RecordSet {
   /** A records of the SRV targets (full owner names), for the additional section. */
   readonly additionals: readonly Buffer[]
   readonly values: readonly RecordValue[]
+  /**
+   * The answer sections the hot path copies, concatenated once per document:
+   * `a` (every A RR is A_RR_LENGTH bytes, so rotating is moving whole records
+   * from the front to the back), `ptr`, and `srv` followed by `additionals`.
+   */
+  readonly aWire: Buffer
+  readonly ptrWire: Buffer
+  readonly srvWire: Buffer
 }
 
 export interface TaskView {
@@ -59,6 +67,8 @@ export interface TaskView {
   /** The networks the task is attached to: the only ones it sees names on. */
   readonly networks: readonly string[]
   readonly names: ReadonlyMap<string, RecordSet>
+  /** The same record sets by the wire form of their name (`nameKey`): the hot path's lookup, no decoding. */
+  readonly byKey: ReadonlyMap<string, RecordSet>
 }
 
 export interface DnsTables {
@@ -216,6 +226,9 @@ function reverseName (ip: string): string {
 // Encoding. All answer RRs point at the question name, so an A RR depends
 // only on (TTL, address) and is shared by every name and task that has it.
 
+/** An answer A RR: owner pointer (2), type, class, TTL, RDLENGTH (10), address (4). */
+export const A_RR_LENGTH = 16
+
 class Encoder {
   readonly #answerA = new Map<string, Buffer>()
   readonly #names = new Map<string, Buffer>()
@@ -230,7 +243,7 @@ class Encoder {
     const key = `${ttl}/${ip}`
     let rr = this.#answerA.get(key)
     if (rr === undefined) {
-      rr = Buffer.allocUnsafe(16)
+      rr = Buffer.allocUnsafe(A_RR_LENGTH)
       rr.writeUInt16BE(0xc00c, 0)
       writeRrHeader(rr, 2, TYPE_A, ttl, 4)
       writeIPv4(rr, 12, ip)
@@ -332,7 +345,10 @@ function encode (encoder: Encoder, name: string, e: Entry): RecordSet {
     }
     additionals = glue
   }
-  return { name, rule: e.rule, networks: e.networks, ttl: e.ttl, a, rotate: e.rotate && a.length > 1, ptr, srv, additionals, values }
+  return {
+    name, rule: e.rule, networks: e.networks, ttl: e.ttl, a, rotate: e.rotate && a.length > 1, ptr, srv, additionals, values,
+    aWire: Buffer.concat(a), ptrWire: Buffer.concat(ptr), srvWire: Buffer.concat([...srv, ...additionals])
+  }
 }
 
 function encodeTable (encoder: Encoder, entries: ReadonlyMap<string, Entry>): Map<string, RecordSet> {
@@ -350,7 +366,7 @@ function encodeTable (encoder: Encoder, entries: ReadonlyMap<string, Entry>): Ma
 export function buildDnsTables (doc: DesiredState): DnsTables {
   const perNetwork = networkEntries(doc)
   const encoder = new Encoder()
-  const bySet = new Map<string, Map<string, RecordSet>>()
+  const bySet = new Map<string, { names: Map<string, RecordSet>, byKey: Map<string, RecordSet> }>()
 
   // The local tasks and their networks, in document order.
   const taskNetworks = new Map<string, string[]>()
@@ -367,8 +383,9 @@ export function buildDnsTables (doc: DesiredState): DnsTables {
   for (const [task, networks] of taskNetworks) {
     const sorted = [...networks].sort()
     const key = sorted.join('\u0000')
-    let names = bySet.get(key)
-    if (names === undefined) {
+    let table = bySet.get(key)
+    if (table === undefined) {
+      let names: Map<string, RecordSet>
       if (sorted.length === 1) {
         names = encodeTable(encoder, perNetwork.get(sorted[0]!) ?? new Map())
       } else {
@@ -378,10 +395,11 @@ export function buildDnsTables (doc: DesiredState): DnsTables {
         }
         names = encodeTable(encoder, merged)
       }
-      bySet.set(key, names)
+      table = { names, byKey: new Map([...names].map(([name, set]) => [nameKeyOf(name), set])) }
+      bySet.set(key, table)
     }
     const name = taskNames.get(task) ?? null
-    tasks.set(task, Object.freeze({ task, name, networks: Object.freeze(networks), names }))
+    tasks.set(task, Object.freeze({ task, name, networks: Object.freeze(networks), names: table.names, byKey: table.byKey }))
     if (name !== null) taskIds.set(name, task)
   }
   return Object.freeze({ revision: doc.revision, tasks, taskIds })

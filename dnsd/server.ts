@@ -14,9 +14,9 @@ import type { Socket as UdpSocket, RemoteInfo } from 'node:dgram'
 import type { Server as TcpServer, Socket as TcpSocket } from 'node:net'
 import type { Logger } from 'pino'
 import type { DesiredState } from '../netd/desired-state.ts'
-import { answerQuery, type Outcome } from './answer.ts'
+import { answerQuery } from './answer.ts'
 import { buildDnsTables, type DnsTables } from './records.ts'
-import { truncateForUdp } from './wire.ts'
+import { fitForUdp, plainQuestionEnd } from './wire.ts'
 import type { Forwarder } from './forwarder.ts'
 import type { RateLimiter } from './rate-limit.ts'
 import type { DnsMetrics } from './metrics.ts'
@@ -26,6 +26,8 @@ const BIND_HELPER = fileURLToPath(new URL('./bind-in-netns.ts', import.meta.url)
 const BIND_TIMEOUT_MS = 10_000
 const TCP_IDLE_MS = 10_000
 const TCP_MAX_PENDING = 2 * 65_537
+/** What #answerNow returns when the answer has to come from an upstream resolver. */
+const UPSTREAM = Symbol('upstream')
 
 interface Listener {
   netns: string
@@ -99,7 +101,8 @@ export class DnsServer {
 
   /** Serves a query as if it came from `task` (standalone mode, tests, `netd dns query`). */
   async resolve (task: string, query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | null> {
-    return await this.#handle(task, query, transport)
+    const now = this.#answerNow(task, query, transport)
+    return now === UPSTREAM ? await this.#fromUpstream(query, transport) : now
   }
 
   async #attach (task: string, netns: string): Promise<void> {
@@ -167,10 +170,29 @@ export class DnsServer {
     })
   }
 
+  // Synchronous unless the answer must come from upstream: no promise per query on the hot path.
   #onDatagram (task: string, listener: Listener, message: Buffer, peer: RemoteInfo): void {
-    this.#handle(task, message, 'udp').then((response) => {
-      if (response && this.#listeners.get(task) === listener) listener.udp.send(response, peer.port, peer.address)
-    }, (error: unknown) => this.#log.error({ err: error, task }, 'udp query failed'))
+    let now: Buffer | null | typeof UPSTREAM
+    try {
+      now = this.#answerNow(task, message, 'udp')
+    } catch (error) {
+      this.#udpFailed(task, error)
+      return
+    }
+    if (now === UPSTREAM) {
+      this.#fromUpstream(message, 'udp').then((response) => this.#reply(task, listener, response, peer), (error: unknown) => this.#udpFailed(task, error))
+    } else if (now !== null) {
+      this.#reply(task, listener, now, peer)
+    }
+  }
+
+  #udpFailed (task: string, error: unknown): void {
+    this.#log.error({ err: error, task }, 'udp query failed')
+  }
+
+  /** Sends on `listener` only while it still serves `task` (a detached socket is closed). */
+  #reply (task: string, listener: Listener, response: Buffer, peer: RemoteInfo): void {
+    if (this.#listeners.get(task) === listener) listener.udp.send(response, peer.port, peer.address)
   }
 
   #onConnection (task: string, listener: Listener, connection: TcpSocket): void {
@@ -188,7 +210,7 @@ export class DnsServer {
       while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
         const message = pending.subarray(2, 2 + pending.readUInt16BE(0))
         pending = pending.subarray(2 + message.length)
-        this.#handle(task, Buffer.from(message), 'tcp').then((response) => {
+        this.resolve(task, Buffer.from(message), 'tcp').then((response) => {
           if (!response || connection.destroyed) return
           const frame = Buffer.allocUnsafe(2 + response.length)
           frame.writeUInt16BE(response.length, 0)
@@ -199,30 +221,42 @@ export class DnsServer {
     })
   }
 
-  async #handle (task: string, query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | null> {
+  /**
+   * Everything that needs no waiting: local answers, errors, drops (null) and
+   * forward-cache hits; UPSTREAM when an upstream resolver has to be asked.
+   */
+  #answerNow (task: string, query: Buffer, transport: 'udp' | 'tcp'): Buffer | null | typeof UPSTREAM {
     if (!this.#limiter.allow(task, Date.now())) {
-      this.#metrics.queries.inc({ outcome: 'rate_limited', transport })
+      this.#metrics.queries.add('rate_limited', transport)
       return null
     }
     this.#rotation = (this.#rotation + 1) & 0x3fffffff
-    const outcome: Outcome = answerQuery(this.#tables, task, query, transport, this.#rotation)
+    const outcome = answerQuery(this.#tables, task, query, transport, this.#rotation)
     switch (outcome.kind) {
       case 'answer':
-        this.#metrics.queries.inc({ outcome: 'local', transport })
+        this.#metrics.queries.add('local', transport)
         return outcome.response
       case 'error':
-        this.#metrics.queries.inc({ outcome: 'error', transport })
+        this.#metrics.queries.add('error', transport)
         return outcome.response
       case 'drop':
-        this.#metrics.queries.inc({ outcome: 'dropped', transport })
+        this.#metrics.queries.add('dropped', transport)
         return null
       case 'forward': {
-        const stopTimer = this.#metrics.forwardSeconds.startTimer()
-        const result = await this.#forwarder.resolve(query)
-        stopTimer()
-        this.#metrics.queries.inc({ outcome: result.source === 'cache' ? 'cached' : result.source === 'servfail' ? 'servfail' : 'forwarded', transport })
-        return transport === 'udp' ? truncateForUdp(result.response, outcome.parsed) : result.response
+        const cached = this.#forwarder.cached(query, outcome.questionEnd, outcome.nameKey)
+        if (cached === null) return UPSTREAM
+        this.#metrics.queries.add('cached', transport)
+        return transport === 'udp' ? fitForUdp(cached, query, outcome.questionEnd) : cached
       }
     }
+  }
+
+  /** A query #answerNow passed on (a plain one, wire.ts: a forward outcome). */
+  async #fromUpstream (query: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer> {
+    const stopTimer = this.#metrics.forwardSeconds.startTimer()
+    const result = await this.#forwarder.resolveUpstream(query)
+    stopTimer()
+    this.#metrics.queries.add(result.source === 'servfail' ? 'servfail' : 'forwarded', transport)
+    return transport === 'udp' ? fitForUdp(result.response, query, plainQuestionEnd(query)) : result.response
   }
 }

@@ -190,9 +190,72 @@ function labelText (buf: Buffer, start: number, end: number): string {
   return out
 }
 
+/**
+ * The hot path's reader: for a query `parseQuery` accepts (no problem to
+ * report), the offset where its question ends; -1 for anything else, which
+ * the caller hands to `parseQuery` to decide the drop or the error rcode.
+ * Same checks in the same bounds as `parseQuery`, but it builds no name text
+ * and no objects: the header, the label lengths and the OPT's fixed fields.
+ */
+export function plainQuestionEnd (buf: Buffer): number {
+  const length = buf.length
+  if (length < HEADER_LENGTH) return -1
+  // QR clear, opcode QUERY; exactly one question, no answer or authority records, at most the OPT.
+  if ((buf[2]! & 0xf8) !== 0 || buf.readUInt16BE(4) !== 1 || buf.readUInt16BE(6) !== 0 || buf.readUInt16BE(8) !== 0 || buf.readUInt16BE(10) > 1) return -1
+  let at = HEADER_LENGTH
+  for (;;) {
+    if (at >= length) return -1
+    const label = buf[at]!
+    if (label === 0) break
+    // 0x40 and above: a compression pointer or an extended label type.
+    if (label > 63) return -1
+    at += 1 + label
+    if (at - HEADER_LENGTH + 1 > MAX_NAME_WIRE_LENGTH) return -1
+  }
+  const end = at + 5
+  if (end > length) return -1
+  if (buf[11] === 1) {
+    if (end + OPT_LENGTH > length || buf[end] !== 0 || buf.readUInt16BE(end + 1) !== TYPE_OPT) return -1
+    if (end + OPT_LENGTH + buf.readUInt16BE(end + 9) > length || buf[end + 6] !== 0) return -1
+  }
+  if (buf.readUInt16BE(end - 4) === TYPE_OPT || buf.readUInt16BE(end - 2) !== CLASS_IN) return -1
+  return end
+}
+
+const UPPER = /[A-Z]/
+const UPPER_RUNS = /[A-Z]+/g
+const lower = (run: string): string => run.toLowerCase()
+
+/**
+ * The lookup key of the uncompressed name at buf[start, end), its closing
+ * zero included: the wire bytes as a latin1 string with ASCII letters lowered
+ * (names compare case-insensitively in ASCII only, RFC 4343; length bytes are
+ * at most 63, never a letter). Exact where presentation text needs escaping:
+ * distinct names never share a key, and there is nothing to decode.
+ */
+export function nameKey (buf: Buffer, start: number, end: number): string {
+  const key = buf.toString('latin1', start, end)
+  return UPPER.test(key) ? key.replace(UPPER_RUNS, lower) : key
+}
+
+/** `nameKey` of a presentation name (escapes understood, see `encodeName`). */
+export function nameKeyOf (name: string): string {
+  const wire = encodeName(name)
+  return nameKey(wire, 0, wire.length)
+}
+
 /** The largest response to send over UDP: 512 without EDNS0, else the client's size within [512, 4096]. */
 export function udpLimitFor (edns: Edns | null): number {
-  return edns === null ? CLASSIC_UDP_LIMIT : Math.max(CLASSIC_UDP_LIMIT, Math.min(edns.udpPayloadSize, MAX_UDP_LIMIT))
+  return edns === null ? CLASSIC_UDP_LIMIT : clampUdpLimit(edns.udpPayloadSize)
+}
+
+function clampUdpLimit (advertised: number): number {
+  return Math.max(CLASSIC_UDP_LIMIT, Math.min(advertised, MAX_UDP_LIMIT))
+}
+
+/** `udpLimitFor` of a plain query (`plainQuestionEnd` gave `end`), read from its bytes. */
+function plainUdpLimit (query: Buffer, end: number): number {
+  return query[11] === 1 ? clampUdpLimit(query.readUInt16BE(end + 3)) : CLASSIC_UDP_LIMIT
 }
 
 function writeOpt (out: Buffer, at: number, rcode: number, dnssecOk: boolean): void {
@@ -287,6 +350,45 @@ export function buildResponse (parts: ResponseParts): Buffer {
   for (let i = 0; i < additionalCount; i++) at += additionals[i]!.copy(out, at)
   if (withOpt) writeOpt(out, at, code, parsed.edns.dnssecOk)
   return out
+}
+
+/**
+ * `buildResponse` for a plain query (`plainQuestionEnd` gave `end`) and a
+ * prepared answer, NOERROR and AA, byte for byte the same message: `body`
+ * holds the answer RRs then the additional ones, `answers` and `additionals`
+ * count them, and the first `rotateBy` bytes of the body go last (rotation by
+ * whole records of equal size). Null when the message would not fit: then
+ * `buildResponse` decides what to leave out.
+ */
+export function plainResponse (query: Buffer, end: number, body: Buffer, answers: number, additionals: number, rotateBy: number, transport: 'udp' | 'tcp'): Buffer | null {
+  const withOpt = query[11] === 1
+  const size = end + body.length + (withOpt ? OPT_LENGTH : 0)
+  if (size > (transport === 'udp' ? plainUdpLimit(query, end) : MAX_MESSAGE)) return null
+  const out = Buffer.allocUnsafe(size)
+  // ID, counts and the question as received (0x20 case preserved); then the fields that differ.
+  query.copy(out, 0, 0, end)
+  out[2] = 0x84 | (query[2]! & 0x01) // QR, opcode QUERY, AA, RD as asked
+  out[3] = 0x80 | (query[3]! & 0x10) // RA, CD as asked, NOERROR
+  out.writeUInt16BE(answers, 6)
+  out.writeUInt16BE(additionals + (withOpt ? 1 : 0), 10)
+  if (rotateBy === 0) {
+    body.copy(out, end)
+  } else {
+    body.copy(out, end, rotateBy)
+    body.copy(out, end + body.length - rotateBy, 0, rotateBy)
+  }
+  if (withOpt) writeOpt(out, end + body.length, 0, (query[end + 7]! & 0x80) !== 0)
+  return out
+}
+
+/**
+ * `truncateForUdp` for a plain query: a forwarded response that fits is sent
+ * as is without reading the query any further (the common case).
+ */
+export function fitForUdp (response: Buffer, query: Buffer, end: number): Buffer {
+  if (response.length <= plainUdpLimit(query, end)) return response
+  // A plain query is one parseQuery accepts.
+  return truncateForUdp(response, parseQuery(query) as ParsedQuery)
 }
 
 /**
