@@ -136,6 +136,9 @@ interface Member { readonly ip: string, readonly name: string | undefined, reado
 /** Each network's names, as anyone attached to it sees them. */
 function networkEntries (doc: DesiredState): Map<string, Map<string, Entry>> {
   const byNetwork = new Map<string, Map<string, Entry>>()
+  // The routing mesh's network carries published ports, not discovery (as in Docker): names resolve
+  // to addresses on the networks tasks share on purpose, never to the ingress VIPs or task addresses.
+  const ingress = new Set(doc.networks.filter((n) => n.ingress).map((n) => n.id))
   const tableOf = (network: string): Map<string, Entry> => {
     let table = byNetwork.get(network)
     if (table === undefined) byNetwork.set(network, table = new Map())
@@ -144,6 +147,7 @@ function networkEntries (doc: DesiredState): Map<string, Map<string, Entry>> {
   // Service members per (service id, network): local and remote endpoints alike, document order.
   const members = new Map<string, Member[]>()
   const addEndpoint = (e: Endpoint | RemoteEndpoint): void => {
+    if (ingress.has(e.network)) return
     const table = tableOf(e.network)
     if (e.name !== undefined) {
       const named = entry('task-name', 'a', TASK_TTL, false, e.network)
@@ -166,6 +170,7 @@ function networkEntries (doc: DesiredState): Map<string, Map<string, Entry>> {
   for (const service of doc.services) {
     for (const attachment of service.networks) {
       const network = attachment.network
+      if (ingress.has(network)) continue
       const table = tableOf(network)
       const healthy = (members.get(`${service.id}\u0000${network}`) ?? []).filter((m) => m.healthy)
       const vip = service.endpointMode === 'vip' ? attachment.vip : undefined

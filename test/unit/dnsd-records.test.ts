@@ -156,3 +156,13 @@ t.test('1000 endpoints / 100 services: tasks on the same networks share one tabl
   t.equal(built.tasks.get('t0')?.names, built.tasks.get('t10')?.names)
   t.not(built.tasks.get('t0')?.names, built.tasks.get('t1')?.names, 'another network, another table')
 })
+
+t.test('the ingress network is not for discovery: no names on it, the other networks unchanged', async (t) => {
+  const input = fixtureInput()
+  input.networks.push({ id: 'ingress', name: 'ingress', subnet: '10.255.0.0/24', gateway: '10.255.0.1', vni: 4096, ingress: true })
+  input.endpoints.push({ task: 'web1', network: 'ingress', ip: '10.255.0.20', mac: '02:42:0a:ff:00:14', service: 'svc-web', name: 'web.1.web1' })
+  input.services[0].networks.push({ network: 'ingress', vip: '10.255.0.100' })
+  const withIngress = buildDnsTables(parseDesiredState(input))
+  t.same(values(withIngress, 'web1', 'web').sort(), ['A 10.0.1.100 front', 'A 10.0.2.100 back'], 'no ingress VIP')
+  t.notOk(withIngress.tasks.get('web1')?.names.has('20.0.255.10.in-addr.arpa'), 'no PTR for an ingress address')
+})
