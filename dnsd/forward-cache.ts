@@ -27,7 +27,8 @@
  * the largest item of dnsd's own code in a profile of cached names.
  */
 import { restoreClient } from './forward-message.ts'
-import { HEADER_LENGTH, RCODE_NOERROR, RCODE_NXDOMAIN, sameQuestion, walkMessage, type WalkedMessage } from './rr-walk.ts'
+import { sameQuestion, walkMessage, type WalkedMessage } from './rr-walk.ts'
+import { HEADER_LENGTH, RCODE } from './wire.ts'
 import { nameKey } from './wire.ts'
 
 export interface ForwardCacheOptions {
@@ -182,10 +183,10 @@ export class ForwardCache {
   /** Seconds `response` may be cached for; 0 means never. */
   lifetimeOf (response: WalkedMessage): number {
     if (!response.qr || response.tc || (response.opt !== null && response.opt.extendedRcode !== 0)) return 0
-    if (response.rcode === RCODE_NOERROR && response.ancount > 0) {
+    if (response.rcode === RCODE.NOERROR && response.ancount > 0) {
       return Math.min(response.minAnswerTtl ?? 0, this.#maxTtl)
     }
-    if (response.rcode === RCODE_NXDOMAIN || (response.rcode === RCODE_NOERROR && response.ancount === 0)) {
+    if (response.rcode === RCODE.NXDOMAIN || (response.rcode === RCODE.NOERROR && response.ancount === 0)) {
       return response.negativeTtl === null ? 0 : Math.min(response.negativeTtl, this.#maxNegativeTtl)
     }
     return 0

@@ -3,7 +3,8 @@
  * response the client's ID and question bytes back, and build SERVFAIL from a
  * query. Inputs have already been walked (rr-walk.ts), so offsets are trusted.
  */
-import { HEADER_LENGTH, RCODE_SERVFAIL, TYPE_OPT, type WalkedMessage } from './rr-walk.ts'
+import type { WalkedMessage } from './rr-walk.ts'
+import { HEADER_LENGTH, RCODE, TYPE_OPT } from './wire.ts'
 
 // The UDP payload size dnsd advertises in the OPT of answers it builds: the
 // DNS Flag Day 2020 value, safe from fragmentation on any path.
@@ -51,7 +52,7 @@ export function buildServfail (query: Buffer, walked: WalkedMessage): Buffer {
   const questionBytes = q === null ? Buffer.alloc(0) : query.subarray(q.start, q.end)
   const optLength = walked.opt === null ? 0 : 11
   const out = Buffer.alloc(HEADER_LENGTH + questionBytes.length + optLength)
-  const flags = 0x8000 | (walked.opcode << 11) | (walked.rd ? 0x0100 : 0) | 0x0080 | (walked.cd ? 0x0010 : 0) | RCODE_SERVFAIL
+  const flags = 0x8000 | (walked.opcode << 11) | (walked.rd ? 0x0100 : 0) | 0x0080 | (walked.cd ? 0x0010 : 0) | RCODE.SERVFAIL
   out.writeUInt16BE(walked.id, 0)
   out.writeUInt16BE(flags, 2)
   out.writeUInt16BE(q === null ? 0 : 1, 4)

@@ -32,7 +32,8 @@ import { DnsdError } from './errors.ts'
 import type { ForwardCache } from './forward-cache.ts'
 import { buildServfail, restoreClientView, withId } from './forward-message.ts'
 import type { ForwarderMetrics } from './forwarder-metrics.ts'
-import { RCODE_REFUSED, RCODE_SERVFAIL, sameQuestion, walkMessage, type WalkedMessage, type WalkedQuestion } from './rr-walk.ts'
+import { sameQuestion, walkMessage, type WalkedMessage, type WalkedQuestion } from './rr-walk.ts'
+import { RCODE } from './wire.ts'
 
 export interface Upstream {
   readonly address: string
@@ -230,8 +231,8 @@ export class Forwarder {
         outcome = await this.#timed('tcp', () => this.#tcpAttempt(upstream, query, walked))
       }
       let result: string = outcome.kind === 'failed' ? outcome.reason : 'answer'
-      if (outcome.kind === 'answer' && outcome.walked.rcode === RCODE_SERVFAIL) result = 'servfail'
-      if (outcome.kind === 'answer' && outcome.walked.rcode === RCODE_REFUSED) result = 'refused'
+      if (outcome.kind === 'answer' && outcome.walked.rcode === RCODE.SERVFAIL) result = 'servfail'
+      if (outcome.kind === 'answer' && outcome.walked.rcode === RCODE.REFUSED) result = 'refused'
       this.#metrics?.attempts.inc({ upstream: label, transport, outcome: result })
       if (outcome.kind === 'failed' || result !== 'answer') {
         failures.push(`${label}/${transport}: ${result}`)

@@ -10,18 +10,10 @@
  * null; callers treat that as "malformed" and never throw.
  */
 
-export const HEADER_LENGTH = 12
-const MAX_NAME_WIRE_LENGTH = 255
+import { HEADER_LENGTH, MAX_NAME_WIRE_LENGTH, TYPE_OPT } from './wire.ts'
+
 const MAX_POINTER_JUMPS = 127
-
-export const TYPE_SOA = 6
-export const TYPE_OPT = 41
-
-export const RCODE_NOERROR = 0
-export const RCODE_FORMERR = 1
-export const RCODE_SERVFAIL = 2
-export const RCODE_NXDOMAIN = 3
-export const RCODE_REFUSED = 5
+const TYPE_SOA = 6
 
 export interface WalkedName {
   /** Lower-cased presentation form without the trailing dot ('' is the root). */

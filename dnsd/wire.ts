@@ -21,7 +21,7 @@
  */
 
 export const HEADER_LENGTH = 12
-const MAX_NAME_WIRE_LENGTH = 255
+export const MAX_NAME_WIRE_LENGTH = 255
 
 export const TYPE_A = 1
 export const TYPE_PTR = 12
