@@ -67,6 +67,8 @@ type Server = keyof typeof SERVERS
 
 const children = new Set<ChildProcess>()
 let scratch: string | null = null
+// Set once this run has created the namespace: a namespace found already there is never touched.
+let created = false
 
 const inNetns = (argv: string[]): string[] => ['ip', 'netns', 'exec', NETNS, ...argv]
 
@@ -94,6 +96,8 @@ let cleaning: Promise<void> | null = null
 function cleanup (): Promise<void> {
   cleaning ??= (async () => {
     await Promise.all([...children].map(stop))
+    if (scratch !== null) await rm(scratch, { recursive: true, force: true })
+    if (!created) return
     // Whatever is still inside (a dnsd worker whose supervisor was killed, a dnsperf cut short) was
     // started by this run: nothing else can be in a namespace it created.
     const left = await runCommand(['ip', 'netns', 'pids', NETNS])
@@ -102,12 +106,13 @@ function cleanup (): Promise<void> {
       try { process.kill(Number(pid), 'SIGKILL') } catch { /* already gone */ }
     }
     await runCommand(['ip', 'netns', 'delete', NETNS])
-    if (scratch !== null) await rm(scratch, { recursive: true, force: true })
   })()
   return cleaning
 }
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => { void cleanup().then(() => process.exit(130)) })
+// `on`, not `once`: a second signal during the cleanup must not fall back to the default action
+// and kill the run before the namespace is gone.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => { void cleanup().then(() => process.exit(130)) })
 }
 
 /** Polls with dig until `name` has an answer at `address`. */
@@ -231,6 +236,7 @@ async function main (): Promise<void> {
   }
   const dir = scratch = await mkdtemp(join(tmpdir(), 'weft-bench-dns-'))
   await runChecked(['ip', 'netns', 'add', NETNS])
+  created = true
   await runChecked(['ip', '-n', NETNS, 'link', 'set', 'lo', 'up'])
 
   const cluster = clusterQueries()
