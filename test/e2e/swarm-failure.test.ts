@@ -13,47 +13,16 @@
 import t from 'tap'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { startLab } from '../helpers/lab.ts'
-import type { CommandResult } from '../../lab/run-command.ts'
+import { IDLE, waitFor, weftCli, type TaskRow } from '../helpers/swarm.ts'
 import { taskNamespaceName } from '../../netd/kernel-state.ts'
 
 const lab = await startLab(t, { nodes: 3 })
 const MANAGER = lab.addr('h1')
 const HEARTBEAT_MS = 1000
 const GRACE_MS = 3 * HEARTBEAT_MS
-/** Tasks that stop at once on SIGTERM (a PID 1 without a handler waits for the 10 s grace period). */
-const IDLE = ['sh', '-c', 'trap "exit 0" TERM; sleep infinity & wait']
 const REPLICAS = 6
-
-const weft = async (host: string, ...args: string[]): Promise<CommandResult> => await lab.exec(host, ['weft', ...args])
-
-async function ok (host: string, ...args: string[]): Promise<string> {
-  const result = await weft(host, ...args)
-  if (result.code !== 0) throw new Error(`weft ${args.join(' ')} on ${host}: exit ${result.code}: ${result.stderr.trim()}`)
-  return result.stdout
-}
-
-async function rows<T = Record<string, string>> (host: string, ...args: string[]): Promise<T[]> {
-  return (await ok(host, ...args, '--format', 'json')).split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as T)
-}
-
-async function waitFor<T> (what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const value = await probe()
-      if (value !== undefined && value !== null && value !== false) return value
-    } catch (error) {
-      last = error
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${(last as Error).message}`}`)
-    await sleep(100)
-  }
-}
-
-interface TaskRow { ID: string, Name: string, Node: string, DesiredState: string, CurrentState: string, Error: string, Slot: number | null, State: string }
+const { weft, ok, rows } = weftCli(lab)
 interface NodeRow { ID: string, Hostname: string, Status: string, Availability: string, ManagerStatus: string }
 
 const tasksOf = async (service: string): Promise<TaskRow[]> => await rows<TaskRow>('h1', 'service', 'ps', '--no-trunc', service)
