@@ -29,7 +29,8 @@ import { fileURLToPath } from 'node:url'
 import { runInNewContext } from 'node:vm'
 import { setFlagsFromString } from 'node:v8'
 import pino from 'pino'
-import type { DesiredState, Endpoint, RemoteEndpoint, Service } from '../netd/desired-state.ts'
+import type { DesiredState } from '../netd/desired-state.ts'
+import { manyServices, remoteTask } from '../test/fixtures/lb-gen.ts'
 import { lbSpec } from '../lb/spec.ts'
 import { LbProgrammer } from '../lb/programmer.ts'
 import { realRunner, type LbRunner } from '../lb/runner.ts'
@@ -67,30 +68,9 @@ export interface SyncResult {
   best: { joinSync: number, leaveInEffect: number, leaveSync: number }
 }
 
-const ip = (n: number): string => `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`
-const mac = (n: number): string => `02:42:0a:${((n >> 16) & 255).toString(16).padStart(2, '0')}:${((n >> 8) & 255).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`
-
-/** One network 10.0.0.0/8; the local task c1; N services with a VIP each and 3 remote tasks each. */
+/** N services with a VIP and 3 remote tasks each; a 4th task for service `extra`, and for s0 unless `newCount`. */
 function documentOf (services: number, extra: number | null, newCount: boolean): DesiredState {
-  const svc: Service[] = []
-  const remote: RemoteEndpoint[] = []
-  for (let s = 0; s < services; s++) {
-    svc.push({ id: `s${s}`, name: `s${s}`, endpointMode: 'vip', scheduler: 'rr', networks: [{ network: 'front', vip: ip(0x010000 + s), aliases: [] }], ports: [] })
-    const tasks = s === extra || (s === 0 && !newCount) ? 4 : 3
-    for (let k = 0; k < tasks; k++) {
-      const n = 0x100000 + s * 4 + k
-      remote.push({ network: 'front', ip: ip(n), mac: mac(n), node: '192.168.5.2', task: `t${s}-${k}`, service: `s${s}`, healthy: true })
-    }
-  }
-  const local: Endpoint[] = [{ task: 'c1', network: 'front', ip: '10.0.0.10', mac: '02:42:0a:00:00:0a', healthy: true }]
-  return {
-    version: 1,
-    revision: 1,
-    networks: [{ id: 'front', name: 'front', subnet: '10.0.0.0/8', gateway: '10.0.0.1', vni: 4101, ingress: false }],
-    endpoints: local,
-    remoteEndpoints: remote,
-    services: svc
-  }
+  return manyServices(services, 3, (s, tasks) => s === extra || (s === 0 && !newCount) ? [...tasks, remoteTask(s, 3)] : tasks)
 }
 
 /** The middle value; of an even count, the mean of the two middle ones. */

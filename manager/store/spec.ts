@@ -10,6 +10,7 @@
 import { z } from 'zod'
 import { Address4 } from 'ip-address'
 import { ID_PATTERN } from './ids.ts'
+import { servicePortSchema } from '../../netd/desired-state.ts'
 
 export const idSchema = z.string().regex(ID_PATTERN, 'must be 1-32 characters of a-z, 0-9, _ . - starting with a letter or digit')
 
@@ -34,17 +35,8 @@ const dnsNameSchema = z.string().max(253)
   .refine((s) => s.split('.').every((label) => /^[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?$/.test(label)),
     'must be a DNS name: labels of letters, digits and dashes, separated by dots')
 
-const port = z.int().min(1).max(65535)
-
-export const portConfigSchema = z.strictObject({
-  /** Named ports are published in DNS as SRV records. */
-  name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/, 'must be a port name of up to 15 lower-case letters, digits and dashes').optional(),
-  protocol: z.enum(['tcp', 'udp']).default('tcp'),
-  target: port,
-  /** Left out: the port is declared (SRV) but not published. */
-  published: port.optional(),
-  mode: z.enum(['ingress', 'host']).default('ingress')
-})
+/** A service's ports are the ones each node's document carries: one schema for both. */
+export const portConfigSchema = servicePortSchema
 
 export const restartPolicySchema = z.strictObject({
   condition: z.enum(['none', 'on-failure', 'any']).default('any'),
