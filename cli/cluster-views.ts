@@ -148,7 +148,7 @@ export function serviceRows (state: ClusterState, noTrunc = false): ServiceRow[]
 export const TASK_COLUMNS = ['ID', 'NAME', 'IMAGE', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR', 'PORTS'] as const
 
 export interface TaskRow {
-  ID: string, Name: string, Image: string, Node: string, DesiredState: string, CurrentState: string, Error: string, Ports: string
+  ID: string, Name: string, Image: string, Node: string, DesiredState: string, CurrentState: string, Error: string, Ports: string, Health: string
   /** Not shown: for --format json and tests. */
   Slot: number | null, State: string, Service: string, CreatedAt: string | null, StatusAt: string | null
 }
@@ -181,19 +181,26 @@ export function taskRows (state: ClusterState, services: readonly ServiceRecord[
         Image: t.spec.image,
         Node: node,
         DesiredState: capitalize(t.desiredState),
-        CurrentState: stateSince(t.state, t.statusAt, now),
+        CurrentState: `${stateSince(t.state, t.statusAt, now)}${healthSuffix(t)}`,
         Error: t.error === null ? '' : `"${options.noTrunc === true ? t.error : truncate(t.error, 40)}"`,
         Ports: t.desiredState === 'running' && !isTerminal(t.state) ? portsText(service.spec.ports, 'host') : '',
         Slot: t.slot,
         State: t.state,
         Service: service.spec.name,
         CreatedAt: iso(t.createdAt),
-        StatusAt: iso(t.statusAt)
+        StatusAt: iso(t.statusAt),
+        Health: t.health?.status ?? (t.spec.healthcheck === undefined || isTerminal(t.state) ? '' : 'starting')
       })
       last = place(t)
     }
   }
   return rows
+}
+
+/** `docker ps` shows health after the state, as `Up 5 minutes (healthy)`; ended tasks have none. */
+function healthSuffix (task: TaskRecord): string {
+  if (task.spec.healthcheck === undefined || isTerminal(task.state) || task.state !== 'running') return ''
+  return ` (${task.health?.status ?? 'starting'})`
 }
 
 export function taskTable (rows: readonly TaskRow[]): string[][] {
@@ -215,7 +222,10 @@ function specDocument (state: ClusterState, spec: ServiceRecord['spec']): Record
         ...(spec.args.length === 0 ? {} : { Args: spec.args }),
         ...(spec.env.length === 0 ? {} : { Env: spec.env }),
         ...(spec.workdir === undefined ? {} : { Dir: spec.workdir }),
-        ...(spec.user === undefined ? {} : { User: spec.user })
+        ...(spec.user === undefined ? {} : { User: spec.user }),
+        ...(spec.healthcheck === undefined ? {} : { Healthcheck: healthcheckDocument(spec.healthcheck) }),
+        StopGracePeriod: ns(spec.stopGracePeriod),
+        DrainDelay: ns(spec.drainDelay)
       },
       RestartPolicy: { Condition: spec.restart.condition, Delay: ns(spec.restart.delay), MaxAttempts: spec.restart.maxAttempts, ...(spec.restart.window === 0 ? {} : { Window: ns(spec.restart.window) }) },
       Placement: spec.constraints.length === 0 ? {} : { Constraints: spec.constraints },
@@ -226,6 +236,25 @@ function specDocument (state: ClusterState, spec: ServiceRecord['spec']): Record
     RollbackConfig: updateDocument(spec.rollback),
     EndpointSpec: { Mode: spec.endpointMode, ...(spec.ports.length === 0 ? {} : { Ports: spec.ports.map(portDocument) }) }
   }
+}
+
+/** Docker's Healthcheck shape (Test as argv), with weft's TCP and HTTP checks as `TCP PORT` and `HTTP PATH:PORT`. */
+function healthcheckDocument (check: NonNullable<ServiceRecord['spec']['healthcheck']>): Record<string, unknown> {
+  const test = check.test.kind === 'cmd' ? ['CMD-SHELL', check.test.command] : check.test.kind === 'tcp' ? ['TCP', String(check.test.port)] : ['HTTP', `${check.test.path}:${check.test.port}`]
+  return { Test: test, Interval: ns(check.interval), Timeout: ns(check.timeout), Retries: check.retries, StartPeriod: ns(check.startPeriod) }
+}
+
+/** Each running task's health as Docker's State.Health shows it: status, failing streak, the last results. */
+function taskHealthDocuments (state: ClusterState, service: ServiceRecord): Array<Record<string, unknown>> {
+  return Object.values(state.tasks)
+    .filter((t) => t.service === service.id && t.spec.healthcheck !== undefined && !isTerminal(t.state))
+    .sort((a, b) => (a.slot ?? 0) - (b.slot ?? 0) || (a.id < b.id ? -1 : 1))
+    .map((t) => ({
+      ID: t.id,
+      Status: t.health?.status ?? 'starting',
+      FailingStreak: t.health?.failingStreak ?? 0,
+      Log: (t.health?.log ?? []).map((r) => ({ Start: r.start, End: r.end, ExitCode: r.exitCode, Output: r.output }))
+    }))
 }
 
 function updateDocument (config: ServiceRecord['spec']['update']): Record<string, unknown> {
@@ -251,6 +280,7 @@ export function inspectService (state: ClusterState, service: ServiceRecord): Re
       ...(service.vips.length === 0 ? {} : { VirtualIPs: service.vips.map((v) => ({ NetworkID: v.network, Addr: `${v.ip}/${state.networks[v.network]?.subnet.split('/')[1] ?? '32'}` })) })
     },
     ...(status === null ? {} : { UpdateStatus: { State: status.state, StartedAt: iso(status.startedAt), ...(status.completedAt === null ? {} : { CompletedAt: iso(status.completedAt) }), Message: status.message } }),
-    ...(service.allocationError === null ? {} : { AllocationError: service.allocationError })
+    ...(service.allocationError === null ? {} : { AllocationError: service.allocationError }),
+    ...(service.spec.healthcheck === undefined ? {} : { TaskHealth: taskHealthDocuments(state, service) })
   }
 }

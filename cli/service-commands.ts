@@ -29,6 +29,16 @@ function policyOptions (command: Command): Command {
     .option('--rollback-failure-action <action>', 'pause or continue')
     .option('--rollback-monitor <duration>', 'how long a rolled-back task must run')
     .option('--rollback-max-failure-ratio <ratio>', 'failures tolerated during a rollback')
+    .option('--health-cmd <command>', 'health check: a shell command run inside the task (exit 0 is healthy)')
+    .option('--health-tcp <port>', 'health check: a TCP connection to the task\'s PORT, from the node')
+    .option('--health-http <path:port>', 'health check: HTTP GET of PATH on the task\'s PORT, from the node (2xx/3xx is healthy)')
+    .option('--health-interval <duration>', 'time between health checks (default 5s)')
+    .option('--health-timeout <duration>', 'a check running longer fails (default 3s)')
+    .option('--health-retries <n>', 'consecutive failures that make a task unhealthy (default 3)')
+    .option('--health-start-period <duration>', 'failures this soon after the start do not count (default 0s)')
+    .option('--no-healthcheck', 'no health check')
+    .option('--stop-grace-period <duration>', 'time between SIGTERM and SIGKILL (default 10s)')
+    .option('--drain-delay <duration>', 'time a stopping task is out of DNS and load balancing before SIGTERM (default 2s)')
 }
 
 export function serviceCommand (): Command {

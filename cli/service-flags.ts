@@ -8,9 +8,14 @@
  * --network (NAME, or name=NAME,alias=A), --env K=V (a bare K takes the
  * CLI's own value), --workdir, --user, --constraint, --endpoint-mode,
  * --publish (published=P,target=T[,protocol=tcp|udp][,mode=ingress|host],
- * or P:T[/udp]), --restart-*, --update-*, --rollback-*, --label.
+ * or P:T[/udp]), --restart-*, --update-*, --rollback-*, --label, --health-*
+ * (and --health-tcp PORT, --health-http PATH:PORT, probed from the node without
+ * entering the task), --no-healthcheck, --stop-grace-period, and --drain-delay
+ * (the time a stopping task spends out of DNS and load balancing before it is
+ * signalled; Docker has no such flag).
  */
 import type { PortConfig, ServiceSpec, ServiceSpecInput } from '../manager/store/spec.ts'
+import type { HealthcheckInput, HealthTest } from '../netd/health/health-spec.ts'
 import { parseDuration } from './durations.ts'
 import { usage } from './errors.ts'
 
@@ -30,6 +35,17 @@ export interface PolicyFlags {
   rollbackFailureAction?: string
   rollbackMonitor?: string
   rollbackMaxFailureRatio?: string
+  healthCmd?: string
+  healthTcp?: string
+  healthHttp?: string
+  healthInterval?: string
+  healthTimeout?: string
+  healthRetries?: string
+  healthStartPeriod?: string
+  /** false with --no-healthcheck. */
+  healthcheck?: boolean
+  stopGracePeriod?: string
+  drainDelay?: string
 }
 
 export interface CreateFlags extends PolicyFlags {
@@ -179,6 +195,56 @@ function policies (flags: PolicyFlags, base: Pick<ServiceSpec, 'restart' | 'upda
   return { restart, update: config('update'), rollback: config('rollback') } as Pick<ServiceSpecInput, 'restart' | 'update' | 'rollback'>
 }
 
+function parsePort (text: string, flag: string): number {
+  const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN
+  if (!(port >= 1 && port <= 65535)) throw usage(`invalid value "${text}" for ${flag}: must be a port from 1 to 65535`)
+  return port
+}
+
+function healthTest (flags: PolicyFlags): HealthTest | undefined {
+  const given = (['healthCmd', 'healthTcp', 'healthHttp'] as const).filter((key) => flags[key] !== undefined)
+  if (given.length > 1) throw usage('--health-cmd, --health-tcp and --health-http are exclusive: give one')
+  if (flags.healthCmd !== undefined) {
+    if (flags.healthCmd.trim() === '') throw usage('invalid value "" for --health-cmd: give a command')
+    return { kind: 'cmd', command: flags.healthCmd }
+  }
+  if (flags.healthTcp !== undefined) return { kind: 'tcp', port: parsePort(flags.healthTcp, '--health-tcp') }
+  if (flags.healthHttp !== undefined) {
+    const at = flags.healthHttp.lastIndexOf(':')
+    const path = flags.healthHttp.slice(0, at)
+    if (at < 0 || !path.startsWith('/')) throw usage(`invalid value "${flags.healthHttp}" for --health-http: must be PATH:PORT, like /healthz:8080`)
+    return { kind: 'http', path, port: parsePort(flags.healthHttp.slice(at + 1), '--health-http') }
+  }
+  return undefined
+}
+
+/** The health check and stop settings, over the current ones (update) or none (create). */
+function healthAndStop (flags: PolicyFlags, base: Pick<ServiceSpec, 'healthcheck' | 'drainDelay' | 'stopGracePeriod'> | undefined): Pick<ServiceSpecInput, 'healthcheck' | 'drainDelay' | 'stopGracePeriod'> {
+  const test = healthTest(flags)
+  const timing = {
+    ...(flags.healthInterval === undefined ? {} : { interval: parseDuration(flags.healthInterval, '--health-interval') }),
+    ...(flags.healthTimeout === undefined ? {} : { timeout: parseDuration(flags.healthTimeout, '--health-timeout') }),
+    ...(flags.healthRetries === undefined ? {} : { retries: parseCount(flags.healthRetries, '--health-retries') }),
+    ...(flags.healthStartPeriod === undefined ? {} : { startPeriod: parseDuration(flags.healthStartPeriod, '--health-start-period') })
+  }
+  const timed = Object.keys(timing).length > 0
+  let healthcheck: HealthcheckInput | undefined = base?.healthcheck
+  if (flags.healthcheck === false) {
+    if (test !== undefined || timed) throw usage('--no-healthcheck conflicts with the other --health-* flags')
+    healthcheck = undefined
+  } else if (test !== undefined) {
+    healthcheck = { ...base?.healthcheck, ...timing, test }
+  } else if (timed) {
+    if (healthcheck === undefined) throw usage('--health-interval, --health-timeout, --health-retries and --health-start-period need a check: --health-cmd, --health-tcp or --health-http')
+    healthcheck = { ...healthcheck, ...timing }
+  }
+  return {
+    ...(healthcheck === undefined ? {} : { healthcheck }),
+    ...(flags.drainDelay === undefined ? (base === undefined ? {} : { drainDelay: base.drainDelay }) : { drainDelay: parseDuration(flags.drainDelay, '--drain-delay') }),
+    ...(flags.stopGracePeriod === undefined ? (base === undefined ? {} : { stopGracePeriod: base.stopGracePeriod }) : { stopGracePeriod: parseDuration(flags.stopGracePeriod, '--stop-grace-period') })
+  }
+}
+
 /** `service create [flags] IMAGE [ARG...]`. */
 export function specFromCreateFlags (flags: CreateFlags, image: string, args: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): ServiceSpecInput {
   const mode = oneOf(flags.mode ?? 'replicated', ['replicated', 'global'] as const, '--mode')
@@ -197,7 +263,8 @@ export function specFromCreateFlags (flags: CreateFlags, image: string, args: re
     ...(flags.endpointMode === undefined ? {} : { endpointMode: oneOf(flags.endpointMode, ['vip', 'dnsrr'] as const, '--endpoint-mode') }),
     ports: (flags.publish ?? []).map(parsePublish),
     labels: parseLabels(flags.label ?? [], '--label'),
-    ...policies(flags, undefined)
+    ...policies(flags, undefined),
+    ...healthAndStop(flags, undefined)
   }
 }
 
@@ -244,7 +311,9 @@ export function specFromUpdateFlags (current: ServiceSpec, flags: UpdateFlags, n
       ...publishAdd
     ],
     labels,
-    ...policies(flags, current)
+    ...policies(flags, current),
+    healthcheck: undefined,
+    ...healthAndStop(flags, current)
   }
 }
 

@@ -14,12 +14,14 @@
  *   node.session    a stream of the node's desired-state document, pushed
  *                   whenever it changes (the revision alone does not count).
  *   task.status     a node's report on one of its tasks.
+ *   task.health     a node's report of a change of one of its tasks' health.
  *   node.leave      a node leaving the swarm: marked down at once.
  *   logs.result     a node's answer to a `logs` event of its session: the
  *                   output of one of its tasks, for `service logs`.
  */
 import type { Logger } from 'pino'
 import { z } from 'zod'
+import { healthReportSchema } from '../netd/health/health-spec.ts'
 import type { MtlsServer } from './api/mtls.ts'
 import type { NodePeer, Peer } from './api/rpc-server.ts'
 import { canonicalJson } from './store/spec.ts'
@@ -58,6 +60,11 @@ const taskStatusParamsSchema = z.strictObject({
   state: z.enum(TASK_STATES),
   message: z.string().max(1024).default(''),
   error: z.string().max(4096).nullable().default(null)
+})
+
+const taskHealthParamsSchema = z.strictObject({
+  task: z.string().min(1).max(64),
+  report: healthReportSchema
 })
 
 /** Events of the node.session stream. */
@@ -118,6 +125,10 @@ export class Dispatcher {
       await this.#options.propose({ type: 'task.status', task: params.task, state: params.state, message: params.message, error: params.error, node: node(peer).nodeId })
       return {}
     }, { params: taskStatusParamsSchema })
+    server.handle('task.health', async (params: z.infer<typeof taskHealthParamsSchema>, peer) => {
+      await this.#options.propose({ type: 'task.health', task: params.task, report: params.report, node: node(peer).nodeId })
+      return {}
+    }, { params: taskHealthParamsSchema })
     server.handle('node.leave', async (_params, peer) => {
       const { nodeId } = node(peer)
       this.lastSeen.delete(nodeId)

@@ -11,6 +11,7 @@ import type { IprouteRunner } from './iproute.ts'
 import { INGRESS_LEG, taskNamespaceName, type KernelState } from './kernel-state.ts'
 import type { NetdMetrics } from './metrics.ts'
 import { observeKernel } from './observe.ts'
+import { withLocalHealth } from './local-health.ts'
 import { Reconciler, type ReconcileResult } from './reconciler.ts'
 import { loadState, saveState } from './state-file.ts'
 import { VXLAN_OVERHEAD, underlayMtu } from './underlay.ts'
@@ -48,6 +49,8 @@ export class NetdDaemon {
   #last: LastReconcile | null = null
   #dns: NodeDns | null = null
   #lb: LbProgrammer | null = null
+  /** Local tasks out of traffic on this node's word (local-health.ts). */
+  readonly #locallyDown = new Set<string>()
   readonly #startedAt = Date.now()
 
   constructor (options: RunOptions, runner: IprouteRunner, log: Logger, metrics: NetdMetrics) {
@@ -71,7 +74,7 @@ export class NetdDaemon {
         registry: this.#metrics.registry,
         log: this.#log.child({ component: 'dnsd' }),
         rateLimit: { ratePerSecond: this.options.dnsRateLimit, burst: 2 * this.options.dnsRateLimit }
-      }, this.document)
+      }, this.servedDocument)
     }
     if (this.options.lb) {
       this.#lb = new LbProgrammer({
@@ -104,7 +107,7 @@ export class NetdDaemon {
 
   /** What lb must hold for the current document: VIPs in every local task namespace, published ports here. */
   lbSpec (): LbSpec {
-    const doc = this.document
+    const doc = this.servedDocument
     return lbSpec(doc, {
       taskNetns: (task) => taskNamespaceName(this.node.prefix, task),
       ingressLeg: doc.ingress ? { ifname: INGRESS_LEG, ip: doc.ingress.ip } : null
@@ -119,6 +122,25 @@ export class NetdDaemon {
   get document (): DesiredState {
     if (!this.#doc) throw new NetdError('NETD_ERR_API', 'netd has not started')
     return this.#doc
+  }
+
+  /** The document as dnsd and lb serve it: the manager's, less the local tasks known to be down here. */
+  get servedDocument (): DesiredState {
+    return withLocalHealth(this.document, this.#locallyDown)
+  }
+
+  /**
+   * Takes a local task out of DNS and load balancing at once (it ended, or failed its health check),
+   * or lets the manager's word decide again. Resolves once lb's rules are in place.
+   */
+  async setLocallyDown (task: string, down: boolean): Promise<void> {
+    if (down === this.#locallyDown.has(task)) return
+    if (down) this.#locallyDown.add(task)
+    else this.#locallyDown.delete(task)
+    if (this.#doc === null) return // not started: the first reconcile serves it so
+    this.#log.info({ task, down }, down ? 'task out of traffic on this node\'s word' : 'task back to the manager\'s word')
+    this.#dns?.update(this.servedDocument)
+    await this.#syncLb()
   }
 
   get node (): NodeIdentity {
@@ -138,7 +160,9 @@ export class NetdDaemon {
     // DNS first, even before the fsync of the saved state: a removed or unhealthy task must leave the
     // answers at once, and answers that run ahead of the saved state are harmless (a restarted netd is
     // sent the document again).
-    this.#dns?.update(doc)
+    const listed = new Set(doc.endpoints.map((e) => e.task))
+    for (const task of this.#locallyDown) if (!listed.has(task)) this.#locallyDown.delete(task)
+    this.#dns?.update(withLocalHealth(doc, this.#locallyDown))
     await saveState(this.options.stateDir, doc)
     this.#setDocument(doc)
     this.#log.info({ revision: doc.revision, networks: doc.networks.length, endpoints: doc.endpoints.length, remoteEndpoints: doc.remoteEndpoints.length }, 'document applied')

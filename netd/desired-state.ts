@@ -10,6 +10,7 @@
 import { z } from 'zod'
 import { Address4 } from 'ip-address'
 import { NetdError } from './errors.ts'
+import { healthcheckSchema } from './health/health-spec.ts'
 
 const ID_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,31}$/
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
@@ -103,6 +104,10 @@ export const serviceSchema = z.strictObject({
   ports: z.array(servicePortSchema).default([])
 })
 
+/** Twice the TTL of task answers (dnsd/records.ts): a client's cached `tasks.<service>` answer is gone by then. */
+export const DEFAULT_DRAIN_DELAY_MS = 2000
+export const DEFAULT_STOP_GRACE_MS = 10_000
+
 /**
  * A task this node runs: what the task runtime starts (netd/runtime) once the task's namespace
  * exists. A task told to stop stays listed, desired `shutdown`, until its node has stopped it, so
@@ -121,6 +126,12 @@ export const taskSchema = z.strictObject({
   workdir: z.string().min(1).optional(),
   user: z.string().min(1).optional(),
   hostname: z.string().min(1).max(64).optional(),
+  /** Run by netd while the task runs; without one, a running task is healthy. */
+  healthcheck: healthcheckSchema.optional(),
+  /** Between leaving DNS and every load balancer and SIGTERM: in-flight work and cached answers run out. */
+  drainDelay: z.int().min(0).max(3_600_000).default(DEFAULT_DRAIN_DELAY_MS),
+  /** Between SIGTERM and SIGKILL (`--stop-grace-period`, Docker's default 10 s). */
+  stopGracePeriod: z.int().min(0).max(3_600_000).default(DEFAULT_STOP_GRACE_MS),
   desiredState: z.enum(['running', 'shutdown']).default('running')
 })
 

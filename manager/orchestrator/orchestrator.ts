@@ -151,14 +151,18 @@ function lostReason (state: ClusterState, task: TaskRecord): string | null {
 
 /** For an ended task: whether (and when) the restart policy starts another, and what it counts as. */
 function restartOf (service: ServiceRecord, task: TaskRecord): { at: number, restarts: number } | null {
+  if (service.spec.restart.condition === 'on-failure' && task.state === 'complete') return null
+  return restartAfter(service, task, task.statusAt)
+}
+
+/** Whether (and when) the restart policy replaces a task that failed at `failedAt`. */
+function restartAfter (service: ServiceRecord, task: TaskRecord, failedAt: number): { at: number, restarts: number } | null {
   const policy = service.spec.restart
   if (policy.condition === 'none') return null
-  if (policy.condition === 'on-failure' && task.state === 'complete') return null
-  const ranLong = policy.window > 0 && task.runningAt !== null && task.statusAt - task.runningAt >= policy.window
+  const ranLong = policy.window > 0 && task.runningAt !== null && failedAt - task.runningAt >= policy.window
   const restarts = ranLong ? 0 : task.restarts
   if (policy.maxAttempts > 0 && restarts >= policy.maxAttempts) return null
-  const at = task.statusAt + policy.delay
-  return { at, restarts: restarts + 1 }
+  return { at: failedAt + policy.delay, restarts: restarts + 1 }
 }
 
 function orchestrateService (round: Round, serviceId: string): void {
@@ -175,6 +179,19 @@ function orchestrateService (round: Round, serviceId: string): void {
       restarts
     })
   }
+  // Docker's rule: an unhealthy task is stopped and its slot restarted as the restart policy says
+  // (condition none keeps it, out of traffic, until it is healthy again).
+  const replaceIfUnhealthy = (task: TaskRecord): void => {
+    if (task.health?.status !== 'unhealthy') return
+    const restart = restartAfter(service!, task, task.health.changedAt)
+    if (restart === null) return
+    if (round.now < restart.at) {
+      round.wake(restart.at)
+      return
+    }
+    round.emit({ type: 'task.shutdown', task: task.id, message: 'task unhealthy' })
+    if (service!.spec.mode.kind === 'replicated') replace(task, restart.restarts)
+  }
   const handleRunnable = (task: TaskRecord): void => {
     if (isTerminal(task.state)) {
       const restart = restartOf(service!, task)
@@ -184,7 +201,10 @@ function orchestrateService (round: Round, serviceId: string): void {
       return
     }
     const lost = lostReason(round.state, task)
-    if (lost === null) return
+    if (lost === null) {
+      replaceIfUnhealthy(task)
+      return
+    }
     // Stopped with the reason (as `service ps` shows it), then, for a replicated service, replaced elsewhere.
     round.emit({ type: 'task.shutdown', task: task.id, message: lost })
     if (service!.spec.mode.kind === 'replicated') replace(task, task.restarts)

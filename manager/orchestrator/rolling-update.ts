@@ -7,21 +7,29 @@
  *
  * While an update (or rollback) runs:
  *  - "new" tasks are those made from the current spec since the update began;
+ *  - a new task is ready once running and, if it has a health check, healthy;
  *  - a new task failed when it ended (failed, rejected, complete) less than
- *    `monitor` after it started running (or without ever running), or is
- *    still not running `monitor` after it was created;
+ *    `monitor` after it started running (or without ever running), turned
+ *    unhealthy, or is still not ready `monitor` after it was created;
  *  - more failures than `maxFailureRatio` of the service's tasks trigger the
  *    failure action: pause, continue (ignore), or rollback (to the previous
  *    spec; a rollback that fails pauses);
- *  - otherwise, when every new task is running and `delay` has passed since
- *    the last of them started, the next `parallelism` outdated tasks (0: all)
+ *  - otherwise, when every new task is ready and `delay` has passed since
+ *    the last of them became ready, the next `parallelism` outdated tasks (0: all)
  *    are replaced, lowest slot first;
- *  - when none is outdated and the last new task has run for `monitor`, the
- *    update is completed.
+ *  - when none is outdated and the last new task has been ready for
+ *    `monitor`, the update is completed.
  * Replacement is stop-and-start in one step: the old task is told to stop
  * and the new one is created (task.create `replaces`).
  */
 import { isTerminal, type ServiceRecord, type TaskRecord } from '../store/state.ts'
+
+/** When a task became ready for traffic (running, and healthy if it has a check), or null. */
+export function readyAt (task: TaskRecord): number | null {
+  if (task.state !== 'running' || task.runningAt === null) return null
+  if (task.spec.healthcheck === undefined) return task.runningAt
+  return task.health?.status === 'healthy' ? task.health.changedAt : null
+}
 
 export interface UpdateDecision {
   /** Outdated tasks to replace now. */
@@ -65,7 +73,9 @@ export function rollingUpdate (input: UpdateInput): UpdateDecision {
   for (const task of fresh) {
     if (isTerminal(task.state)) {
       if (task.state !== 'shutdown' && (task.runningAt === null || task.statusAt - task.runningAt < config.monitor)) failures.push(task)
-    } else if (task.desiredState === 'running' && task.state !== 'running') {
+    } else if (task.desiredState === 'running' && task.health?.status === 'unhealthy') {
+      failures.push(task)
+    } else if (task.desiredState === 'running' && readyAt(task) === null) {
       const deadline = task.createdAt + config.monitor
       if (now >= deadline) failures.push(task)
       else wake(deadline)
@@ -87,8 +97,8 @@ export function rollingUpdate (input: UpdateInput): UpdateDecision {
   }
 
   const failed = new Set(failures.map((t) => t.id))
-  const inFlight = fresh.filter((t) => t.desiredState === 'running' && !isTerminal(t.state) && t.state !== 'running' && !failed.has(t.id))
-  const started = fresh.map((t) => t.runningAt).filter((at): at is number => at !== null)
+  const inFlight = fresh.filter((t) => t.desiredState === 'running' && !isTerminal(t.state) && readyAt(t) === null && !failed.has(t.id))
+  const started = fresh.map(readyAt).filter((at): at is number => at !== null)
   const lastRunning = started.length === 0 ? null : Math.max(...started)
   if (inFlight.length > 0) return { ...NOTHING, wakeAt }
 

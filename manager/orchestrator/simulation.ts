@@ -12,6 +12,7 @@
  * happened (or to the moment a silent node's grace period ends), until a
  * round does nothing and nothing is due.
  */
+import type { HealthState } from '../../netd/health/health-spec.ts'
 import { apply, type ApplyOutcome } from '../store/apply.ts'
 import type { CommandInput } from '../store/commands.ts'
 import { StoreError } from '../store/errors.ts'
@@ -21,7 +22,9 @@ import { plan, type Liveness, type ReconcilePlan } from './orchestrator.ts'
 export type AgentOutcome = 'running' | 'failed' | 'rejected' | 'complete' | 'stay'
 
 /** The reports every ready node's agent would send after one step of work. Down nodes send nothing. */
-export function agentReports (state: ClusterState, outcome: (task: TaskRecord) => AgentOutcome = () => 'running'): CommandInput[] {
+export function agentReports (
+  state: ClusterState, outcome: (task: TaskRecord) => AgentOutcome = () => 'running', health: (task: TaskRecord) => HealthState = () => 'healthy'
+): CommandInput[] {
   const reports: CommandInput[] = []
   const tasks = Object.values(state.tasks).sort((a, b) => (a.id < b.id ? -1 : 1))
   for (const task of tasks) {
@@ -31,7 +34,14 @@ export function agentReports (state: ClusterState, outcome: (task: TaskRecord) =
       reports.push({ type: 'task.status', task: task.id, node: task.node, state: 'shutdown', message: 'shutdown' })
       continue
     }
-    if (task.state === 'running') continue
+    if (task.state === 'running') {
+      // A running task with a check reports each change of its health.
+      const status = task.spec.healthcheck === undefined ? undefined : health(task)
+      if (status !== undefined && task.health?.status !== status) {
+        reports.push({ type: 'task.health', task: task.id, node: task.node, report: { status, failingStreak: status === 'healthy' ? 0 : 3, log: [] } })
+      }
+      continue
+    }
     const next = outcome(task)
     if (next === 'stay') continue
     reports.push({
@@ -51,6 +61,8 @@ export interface SimulationOptions {
   gracePeriod?: number
   /** What an agent does with a task it was given (default: it runs). */
   outcome?: (task: TaskRecord, simulation: Simulation) => AgentOutcome
+  /** The health a running task with a check reports (default: healthy). */
+  health?: (task: TaskRecord, simulation: Simulation) => HealthState
 }
 
 export interface RoundRecord {
@@ -66,6 +78,7 @@ export class Simulation {
   readonly silent = new Set<string>()
   readonly lastSeen = new Map<string, number>()
   outcome: (task: TaskRecord, simulation: Simulation) => AgentOutcome
+  health: (task: TaskRecord, simulation: Simulation) => HealthState
   /** Every refusal by apply of a command the orchestrator or an agent sent: expected to stay empty. */
   readonly refused: Array<{ command: CommandInput, message: string }> = []
   #since: number
@@ -75,6 +88,7 @@ export class Simulation {
     this.#since = this.now
     this.gracePeriod = options.gracePeriod ?? 15_000
     this.outcome = options.outcome ?? (() => 'running')
+    this.health = options.health ?? (() => 'healthy')
   }
 
   propose (command: CommandInput): ApplyOutcome {
@@ -99,8 +113,8 @@ export class Simulation {
     const planned = plan(this.state, this.now, this.liveness())
     for (const { command, error } of planned.rejected) this.refused.push({ command, message: `${error.code}: ${error.message}` })
     for (const command of planned.commands) this.#record(command)
-    const reports = agentReports(this.state, (task) => this.outcome(task, this))
-      .filter((r) => r.type !== 'task.status' || !this.silent.has(r.node ?? ''))
+    const reports = agentReports(this.state, (task) => this.outcome(task, this), (task) => this.health(task, this))
+      .filter((r) => (r.type !== 'task.status' && r.type !== 'task.health') || !this.silent.has(r.node ?? ''))
     for (const report of reports) this.#record(report)
     return { plan: planned, reports }
   }

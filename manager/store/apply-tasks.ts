@@ -96,7 +96,7 @@ export function taskCreate (tx: Tx, cmd: CommandOf<'task.create'>): CommandResul
     specVersion: service.specVersion,
     attachments: ok ? allocation.attachments : [],
     allocated: ok,
-    healthy: null,
+    health: null,
     restarts: cmd.restarts,
     createdAt: tx.now,
     updatedAt: tx.now,
@@ -196,8 +196,9 @@ export function taskRemove (tx: Tx, cmd: CommandOf<'task.remove'>): CommandResul
 export function taskHealth (tx: Tx, cmd: CommandOf<'task.health'>): CommandResult {
   const task = getTask(tx, cmd.task)
   if (cmd.node !== undefined && task.node !== cmd.node) fail('STORE_ERR_NOT_FOUND', `task ${task.id} is not assigned to node ${cmd.node}`)
-  if (task.healthy === cmd.healthy) return { id: task.id } // nothing changed
-  touch(tx, task, { healthy: cmd.healthy })
+  if (isTerminal(task.state)) return { id: task.id } // a late report of a task that has ended
+  const changedAt = task.health?.status === cmd.report.status ? task.health.changedAt : tx.now
+  touch(tx, task, { health: { ...cmd.report, changedAt } })
   return { id: task.id }
 }
 

@@ -21,6 +21,7 @@ import {
   cidrSchema, idSchema, ipv4Schema, labelsSchema, networkNameSchema, refSchema, serviceSpecSchema
 } from './spec.ts'
 import { TASK_STATES } from './state.ts'
+import { healthReportSchema } from '../../netd/health/health-spec.ts'
 
 const joiningNode = z.strictObject({
   id: idSchema,
@@ -123,7 +124,7 @@ export const commandSchema = z.discriminatedUnion('type', [
   }),
   z.strictObject({ type: z.literal('task.shutdown'), task: idSchema, message: z.string().max(1024).default('') }),
   z.strictObject({ type: z.literal('task.remove'), task: idSchema }),
-  z.strictObject({ type: z.literal('task.health'), task: idSchema, healthy: z.boolean(), node: idSchema.optional() })
+  z.strictObject({ type: z.literal('task.health'), task: idSchema, report: healthReportSchema, node: idSchema.optional() })
 ])
 
 /** A validated command, as the log holds it (defaults filled in). */

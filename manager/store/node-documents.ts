@@ -5,12 +5,14 @@
  *
  * What is in the view:
  *  - every network (a node builds only those its tasks use, plus ingress);
- *  - one endpoint per network attachment of each task a node should be
- *    running: assigned or further, not ended, desired running, on a node that
- *    is still a member. A task told to stop leaves the document, which is how
- *    its node learns to stop it;
- *  - an endpoint is healthy when its task is running, its health check (if
- *    any) passes and its node is ready: only healthy endpoints get traffic;
+ *  - one endpoint per network attachment of each task a node runs: assigned
+ *    or further, not ended, on a node that is still a member;
+ *  - an endpoint is healthy when its task is desired running and running,
+ *    its health check (if it has one) has passed, and its node is ready: only
+ *    healthy endpoints get traffic. A task told to stop stays, unhealthy,
+ *    until it has ended: new connections and answers leave it at once while
+ *    its node drains it, and the connections it still serves keep their
+ *    path (the overlay's FDB and neighbour entries on every node);
  *  - every service with its VIP per network (VIP mode), aliases, ports,
  *    endpoint mode and scheduler;
  *  - every node's ingress endpoint (the routing mesh).
@@ -27,12 +29,18 @@ import { taskName } from './queries.ts'
 import { serviceNetworkIds } from './spec.ts'
 import { isTerminal, TASK_STATE_ORDER, type ClusterState, type TaskRecord } from './state.ts'
 
-/** Tasks a node should be running now. */
+/** Tasks nodes run now (or are draining): on a member node, assigned or further, not ended, of a service that exists. */
 export function scheduledTasks (state: ClusterState): TaskRecord[] {
   return Object.values(state.tasks).filter((t) =>
-    t.desiredState === 'running' && t.node !== null && state.nodes[t.node] !== undefined &&
+    t.node !== null && state.nodes[t.node] !== undefined &&
     TASK_STATE_ORDER[t.state] >= TASK_STATE_ORDER.assigned && !isTerminal(t.state) &&
     state.services[t.service] !== undefined)
+}
+
+/** Whether a task may get traffic: wanted, running, and healthy when it has a check (a check not yet passed is not). */
+export function isServing (task: TaskRecord): boolean {
+  return task.desiredState === 'running' && task.state === 'running' &&
+    (task.health === null ? task.spec.healthcheck === undefined : task.health.status === 'healthy')
 }
 
 export function clusterView (state: ClusterState): ClusterView {
@@ -43,7 +51,7 @@ export function clusterView (state: ClusterState): ClusterView {
   for (const task of scheduledTasks(state)) {
     const node = state.nodes[task.node!]!
     const service = state.services[task.service]!
-    const healthy = task.state === 'running' && task.healthy !== false && node.status === 'ready'
+    const healthy = isServing(task) && node.status === 'ready'
     const name = taskName(service, task).toLowerCase()
     for (const a of task.attachments) {
       endpoints.push({ task: task.id, network: a.network, ip: a.ip, mac: a.mac, node: node.addr, service: service.id, name, healthy })
@@ -92,6 +100,9 @@ export function nodeTasks (state: ClusterState, nodeId: string): TaskInput[] {
         env: t.spec.env,
         ...(t.spec.workdir === undefined ? {} : { workdir: t.spec.workdir }),
         ...(t.spec.user === undefined ? {} : { user: t.spec.user }),
+        ...(t.spec.healthcheck === undefined ? {} : { healthcheck: t.spec.healthcheck }),
+        drainDelay: t.spec.drainDelay,
+        stopGracePeriod: t.spec.stopGracePeriod,
         desiredState: t.desiredState
       }
     })

@@ -10,7 +10,8 @@
 import { z } from 'zod'
 import { Address4 } from 'ip-address'
 import { ID_PATTERN } from './ids.ts'
-import { servicePortSchema } from '../../netd/desired-state.ts'
+import { DEFAULT_DRAIN_DELAY_MS, DEFAULT_STOP_GRACE_MS, servicePortSchema } from '../../netd/desired-state.ts'
+import { healthcheckSchema, type Healthcheck } from '../../netd/health/health-spec.ts'
 
 export const idSchema = z.string().regex(ID_PATTERN, 'must be 1-32 characters of a-z, 0-9, _ . - starting with a letter or digit')
 
@@ -89,11 +90,14 @@ export const serviceSpecSchema = z.strictObject({
   restart: restartPolicySchema.prefault({}),
   update: updateConfigSchema.prefault({}),
   rollback: updateConfigSchema.prefault({}),
-  /** Carried to the node as given; the store does not interpret it. */
-  healthcheck: z.json().optional()
+  /** Run by each task's node; the store only needs to know there is one (a task with one is ready once healthy). */
+  healthcheck: healthcheckSchema.optional(),
+  /** A stopping task's time out of DNS and load balancing before SIGTERM. */
+  drainDelay: z.int().min(0).max(3_600_000).default(DEFAULT_DRAIN_DELAY_MS),
+  /** Between SIGTERM and SIGKILL. */
+  stopGracePeriod: z.int().min(0).max(3_600_000).default(DEFAULT_STOP_GRACE_MS)
 })
 
-export type JsonValue = z.output<ReturnType<typeof z.json>>
 export type PortConfig = z.output<typeof portConfigSchema>
 export type RestartPolicy = z.output<typeof restartPolicySchema>
 export type UpdateConfig = z.output<typeof updateConfigSchema>
@@ -114,7 +118,9 @@ export interface TaskSpec {
   env: string[]
   workdir?: string
   user?: string
-  healthcheck?: JsonValue
+  healthcheck?: Healthcheck
+  drainDelay: number
+  stopGracePeriod: number
   constraints: string[]
   networks: Array<{ network: string, aliases: string[] }>
 }
@@ -137,6 +143,8 @@ export function taskSpecOf (spec: ServiceSpec, ingressNetwork: string): TaskSpec
     ...(spec.workdir === undefined ? {} : { workdir: spec.workdir }),
     ...(spec.user === undefined ? {} : { user: spec.user }),
     ...(spec.healthcheck === undefined ? {} : { healthcheck: spec.healthcheck }),
+    drainDelay: spec.drainDelay,
+    stopGracePeriod: spec.stopGracePeriod,
     constraints: spec.constraints,
     networks: [
       ...spec.networks.map((n) => ({ network: n.network, aliases: n.aliases })),

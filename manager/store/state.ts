@@ -18,7 +18,8 @@
  * Times are milliseconds, as passed to apply (the proposer's clock, recorded
  * with the command in the log, so that every replica stamps the same time).
  */
-import type { JsonValue, ServiceSpec, TaskSpec } from './spec.ts'
+import type { HealthReport } from '../../netd/health/health-spec.ts'
+import type { ServiceSpec, TaskSpec } from './spec.ts'
 
 export const STATE_FORMAT = 1
 
@@ -152,13 +153,18 @@ export interface TaskRecord {
   /** One per network of `spec.networks`, or none while allocation has not succeeded. */
   readonly attachments: readonly TaskAttachment[]
   readonly allocated: boolean
-  /** From the task's health check; null until one reports (counts as healthy). */
-  readonly healthy: boolean | null
+  /** From the task's health check, as its node last reported a change; null until one does. */
+  readonly health: TaskHealth | null
   /** How many tasks this slot went through before this one, by restart policy. */
   readonly restarts: number
   readonly createdAt: number
   readonly updatedAt: number
   readonly version: number
+}
+
+export interface TaskHealth extends HealthReport {
+  /** When the status last changed (the manager's clock): an update's delay and a restart's delay count from it. */
+  readonly changedAt: number
 }
 
 export interface IpamState {
@@ -190,7 +196,7 @@ export interface NetworkPool {
   readonly cursor: number
 }
 
-export type { JsonValue, ServiceSpec, TaskSpec }
+export type { ServiceSpec, TaskSpec }
 
 export function emptyState (): ClusterState {
   return {

@@ -27,7 +27,8 @@ import { MAX_LOG_BYTES, type RegisterResult, type SessionEvent } from '../../man
 import type { NetdDaemon } from '../daemon.ts'
 import { taskNamespaceName } from '../kernel-state.ts'
 import type { TaskRuntime } from '../runtime/runtime.ts'
-import type { TaskStatus } from '../runtime/status.ts'
+import { isFinal, type TaskStatus } from '../runtime/status.ts'
+import type { Task } from '../desired-state.ts'
 import type { Membership } from './identity.ts'
 import { planTaskSync, processSpecOf } from './task-sync.ts'
 
@@ -90,6 +91,10 @@ export class Agent {
     this.#registered = new Promise<void>((resolve, reject) => { this.#resolveRegistered = resolve; this.#rejectRegistered = reject })
     this.#registered.catch(() => {})
     this.#unlisten = options.runtime.onChange((status) => {
+      if (isFinal(status.state)) {
+        // Out of local answers and backend sets before the manager hears of it.
+        options.daemon.setLocallyDown(status.task, true).catch((error: unknown) => this.#log.warn({ task: status.task, err: error }, 'could not take an ended task out of traffic'))
+      }
       this.#report(status.task, status.state, status.message, status.error)
       if (status.state !== 'starting' && status.state !== 'running') this.#sync()
     })
@@ -286,9 +291,10 @@ export class Agent {
         })
         .finally(() => { this.#busy.delete(task.id) })
     }
+    const byId = new Map(tasks.map((t) => [t.id, t]))
     for (const id of plan.stop) {
       this.#busy.add(id)
-      runtime.stop(id, this.#options.stopGraceMs)
+      this.#drainAndStop(id, byId.get(id))
         .catch((error: unknown) => this.#log.error({ task: id, err: error }, 'task could not be stopped'))
         .finally(() => { this.#busy.delete(id) })
     }
@@ -304,6 +310,21 @@ export class Agent {
     const listed = new Set(tasks.map((t) => t.id))
     for (const id of this.#rejected.keys()) if (!listed.has(id)) this.#rejected.delete(id)
     for (const id of this.#endedUnstarted) if (!listed.has(id)) this.#endedUnstarted.delete(id)
+  }
+
+  /**
+   * A task told to stop is out of DNS and load balancing everywhere already (the manager's documents
+   * mark it unhealthy, this node's at once): it keeps serving what it has for its drain delay, then
+   * gets SIGTERM and its grace period. A task the manager forgot has no one to drain it for.
+   */
+  async #drainAndStop (id: string, task: Task | undefined): Promise<void> {
+    const { daemon, runtime } = this.#options
+    await daemon.setLocallyDown(id, true)
+    if (task !== undefined && task.drainDelay > 0) {
+      this.#log.info({ task: id, drainDelayMs: task.drainDelay }, 'draining task before stopping it')
+      await sleep(task.drainDelay, undefined, { ref: false })
+    }
+    await runtime.stop(id, task?.stopGracePeriod ?? this.#options.stopGraceMs)
   }
 
   /** At the start of a session: every task's status again, whatever was lost before. */

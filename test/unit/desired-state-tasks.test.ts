@@ -14,7 +14,7 @@ const base = { version: 1, revision: 1, networks: [], endpoints: [], remoteEndpo
 
 t.test('netd reads the task list; duplicate ids are refused', async (t) => {
   const doc = parseDesiredState({ ...base, tasks: [{ id: 't1', name: 'web.1.t1', service: 'web', image: 'debian', command: ['sleep', '1'] }] })
-  t.same(doc.tasks, [{ id: 't1', name: 'web.1.t1', service: 'web', image: 'debian', command: ['sleep', '1'], env: [], desiredState: 'running' }])
+  t.same(doc.tasks, [{ id: 't1', name: 'web.1.t1', service: 'web', image: 'debian', command: ['sleep', '1'], env: [], drainDelay: 2000, stopGracePeriod: 10000, desiredState: 'running' }], 'drain delay and grace period default to 2 s and 10 s')
   t.equal(parseDesiredState(base).tasks, undefined, 'a hand-written document may leave it out')
   t.throws(() => parseDesiredState({ ...base, tasks: [{ id: 't1', name: 'a', service: 's', image: 'i' }, { id: 't1', name: 'b', service: 's', image: 'i' }] }), { message: /tasks\[1\]\.id: duplicate task id "t1"/ })
   t.throws(() => parseDesiredState({ ...base, tasks: [{ id: 't1', name: '-x', service: 's', image: 'i', desiredState: 'paused' }] }), { code: 'NETD_ERR_INVALID_DOCUMENT' })

@@ -202,6 +202,63 @@ t.test('rolling update: one at a time, the delay between batches, completed afte
   t.same(running(sim.state, 'redis').map((x) => x.spec.image), ['redis:3.0.7', 'redis:3.0.7', 'redis:3.0.7'])
 })
 
+t.test('health: an unhealthy task is replaced as the restart policy says; with condition none it stays', async (t) => {
+  const check = { test: { kind: 'tcp' as const, port: 80 } }
+  const sim = cluster(0)
+  let sick = ''
+  sim.health = (task) => (task.id === sick ? 'unhealthy' : 'healthy')
+  create(sim, 's', { name: 'web', image: 'nginx', healthcheck: check, restart: { delay: 2000 } })
+  sim.settle()
+  const first = running(sim.state, 'web')[0]!
+  t.match(first.health, { status: 'healthy' })
+  sick = first.id
+  sim.round() // the agent reports it unhealthy
+  t.match(sim.state.tasks[first.id]!.health, { status: 'unhealthy' })
+  const wait = plan(sim.state, sim.now, sim.liveness())
+  t.same(wait.commands, [], 'not before the restart delay')
+  t.equal(wait.wakeAt, sim.state.tasks[first.id]!.health!.changedAt + 2000)
+  sim.settle()
+  t.match(sim.state.tasks[first.id], { desiredState: 'shutdown', state: 'shutdown' }, 'stopped')
+  t.match(running(sim.state, 'web'), [{ slot: 1, restarts: 1, health: { status: 'healthy' } }], 'replaced in its slot')
+
+  const kept = cluster(0)
+  kept.health = () => 'unhealthy'
+  create(kept, 's', { name: 'web', image: 'nginx', healthcheck: check, restart: { condition: 'none' } })
+  kept.settle()
+  t.match(running(kept.state, 'web'), [{ desiredState: 'running', health: { status: 'unhealthy' } }], 'condition none: kept, out of traffic')
+})
+
+t.test('rolling update with a health check: the next batch waits for health; never healthy fails the update', async (t) => {
+  const check = { test: { kind: 'http' as const, path: '/healthz', port: 80 } }
+  const spec = { name: 'web', image: 'v1', healthcheck: check, mode: { kind: 'replicated' as const, replicas: 2 }, update: { monitor: 5000 } }
+  const sim = cluster()
+  create(sim, 's', spec)
+  sim.settle()
+  let healthyAfter = 0
+  sim.health = (task, s) => (task.spec.image === 'v1' || s.now >= task.runningAt! + healthyAfter ? 'healthy' : 'starting')
+  healthyAfter = 3000
+  sim.must({ type: 'service.update', service: 'web', spec: { ...spec, image: 'v2' } })
+  // Health comes with time alone, which settle() does not know of: rounds every 500 ms.
+  for (let i = 0; i < 40; i++) {
+    sim.round()
+    sim.advance(500)
+  }
+  const fresh = Object.values(sim.state.tasks).filter((x) => x.spec.image === 'v2').sort((a, b) => a.createdAt - b.createdAt)
+  t.equal(fresh.length, 2)
+  t.ok(fresh[1]!.createdAt >= fresh[0]!.health!.changedAt, 'the second batch started once the first task was healthy')
+  t.ok(fresh[0]!.health!.changedAt - fresh[0]!.runningAt! >= 3000, 'which took its 3 s')
+  t.equal(sim.state.services.s!.updateStatus!.state, 'completed')
+
+  const never = cluster()
+  create(never, 's', spec)
+  never.settle()
+  never.health = (task) => (task.spec.image === 'v3' ? 'starting' : 'healthy')
+  never.must({ type: 'service.update', service: 'web', spec: { ...spec, image: 'v3' } })
+  never.settle({ step: 500 })
+  t.match(never.state.services.s!.updateStatus, { state: 'paused', message: /^update paused due to failure or early termination of task / }, 'running but never healthy within the monitor period: failed')
+  t.equal(Object.values(never.state.tasks).filter((x) => x.spec.image === 'v1' && x.desiredState === 'running').length, 1, 'the other task keeps the old spec')
+})
+
 t.test('rolling update: parallelism 2, 0 = all at once', async (t) => {
   for (const [parallelism, batches] of [[2, 3], [0, 1]] as const) {
     const sim = cluster()

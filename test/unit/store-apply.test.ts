@@ -249,8 +249,12 @@ t.test('task life cycle', async (t) => {
   t.equal(c.must({ type: 'task.status', task: 't1', node: 'n2', state: 'running', message: 'started' }).changed, false)
   t.equal(c.state.index, index, 'a repeated report changes nothing')
   t.equal(c.refuse({ type: 'task.status', task: 't1', node: 'n2', state: 'starting' }), 'STORE_ERR_INVALID_TRANSITION', 'a late report of an older state')
-  c.must({ type: 'task.health', task: 't1', healthy: false })
-  t.equal(c.state.tasks.t1!.healthy, false)
+  c.must({ type: 'task.health', task: 't1', report: { status: 'unhealthy', failingStreak: 3, log: [] } })
+  t.match(c.state.tasks.t1!.health, { status: 'unhealthy', failingStreak: 3, changedAt: c.now - 1 })
+  const changedAt = c.state.tasks.t1!.health!.changedAt
+  c.now += 10
+  c.must({ type: 'task.health', task: 't1', report: { status: 'unhealthy', failingStreak: 4, log: [] } })
+  t.match(c.state.tasks.t1!.health, { failingStreak: 4, changedAt }, 'changedAt is when the status changed')
   t.equal(c.refuse({ type: 'task.remove', task: 't1' }), 'STORE_ERR_TASK_ACTIVE')
 
   c.must({ type: 'task.create', id: 't2', service: 's1', slot: 1, replaces: 't1', restarts: 1 })

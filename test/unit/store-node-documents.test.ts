@@ -85,7 +85,7 @@ t.test('a node without tasks is still on the routing mesh', async (t) => {
 t.test('health: unhealthy, not yet running, and stopping tasks', async (t) => {
   const sim = walkthrough()
   const web2 = Object.values(sim.state.tasks).find((x) => x.service === 'web' && x.slot === 2)!
-  sim.must({ type: 'task.health', task: web2.id, healthy: false })
+  sim.must({ type: 'task.health', task: web2.id, report: { status: 'unhealthy', failingStreak: 3, log: [] } })
   const seen = parse(sim, 'n1').remoteEndpoints.filter((e) => e.task === web2.id)
   t.ok(seen.length === 2 && seen.every((e) => !e.healthy), 'a failing health check takes it out of load balancing')
   t.ok(parse(sim, 'n2').endpoints.filter((e) => e.task === web2.id).every((e) => !e.healthy))
@@ -97,6 +97,28 @@ t.test('health: unhealthy, not yet running, and stopping tasks', async (t) => {
   t.equal(web3.state, 'assigned')
   t.ok(clusterView(sim.state).endpoints.filter((e) => e.task === web3.id).every((e) => e.healthy === false), 'not running: no traffic yet')
 
+  sim.must({ type: 'task.health', task: web2.id, report: { status: 'healthy', failingStreak: 0, log: [] } })
+  t.ok(parse(sim, 'n1').remoteEndpoints.filter((e) => e.task === web2.id).every((e) => e.healthy), 'healthy again: back in load balancing')
   sim.must({ type: 'task.shutdown', task: web2.id })
-  t.same(clusterView(sim.state).endpoints.filter((e) => e.task === web2.id), [], 'told to stop: gone from every document, which is how its node learns')
+  const draining = clusterView(sim.state).endpoints.filter((e) => e.task === web2.id)
+  t.ok(draining.length === 2 && draining.every((e) => e.healthy === false), 'told to stop: out of DNS and load balancing, its path kept while it drains')
+  t.match(parse(sim, 'n2').tasks?.find((x) => x.id === web2.id), { desiredState: 'shutdown' }, 'its node learns to stop it from its task list')
+  sim.must({ type: 'task.status', task: web2.id, node: web2.node!, state: 'shutdown' })
+  t.same(clusterView(sim.state).endpoints.filter((e) => e.task === web2.id), [], 'ended: gone from every document')
+})
+
+t.test('health: a task with a health check gets traffic only once it has passed', async (t) => {
+  const sim = walkthrough()
+  sim.health = () => 'starting'
+  sim.must({ type: 'service.update', service: 'myweb', spec: { ...sim.state.services.web!.spec, healthcheck: { test: { kind: 'tcp', port: 80 } } } })
+  sim.round()
+  sim.round()
+  const fresh = Object.values(sim.state.tasks).filter((x) => x.service === 'web' && x.desiredState === 'running' && x.spec.healthcheck !== undefined)
+  t.ok(fresh.length > 0 && fresh.every((x) => x.state === 'running'), 'the update started a task with the check')
+  const endpointsOf = (id: string) => clusterView(sim.state).endpoints.filter((e) => e.task === id)
+  t.ok(endpointsOf(fresh[0]!.id).every((e) => e.healthy === false), 'running, check not yet passed: no traffic')
+  sim.must({ type: 'task.health', task: fresh[0]!.id, report: { status: 'starting', failingStreak: 1, log: [] } })
+  t.ok(endpointsOf(fresh[0]!.id).every((e) => e.healthy === false), 'starting: no traffic')
+  sim.must({ type: 'task.health', task: fresh[0]!.id, report: { status: 'healthy', failingStreak: 0, log: [] } })
+  t.ok(endpointsOf(fresh[0]!.id).every((e) => e.healthy === true), 'healthy: traffic')
 })

@@ -160,3 +160,28 @@ t.test('--filter and --format', async (t) => {
   t.throws(() => template('{{.Nope}}', { a: 1 }), usage)
   t.match(generatedName(() => 0), /^[a-z]+_[a-z]+$/)
 })
+
+t.test('health check, stop grace period and drain delay flags', async (t) => {
+  const created = specFromCreateFlags({ healthHttp: '/healthz:8080', healthInterval: '1s', healthRetries: '2', stopGracePeriod: '3s', drainDelay: '500ms' }, 'web', [])
+  t.match(created, { healthcheck: { test: { kind: 'http', path: '/healthz', port: 8080 }, interval: 1000, retries: 2 }, stopGracePeriod: 3000, drainDelay: 500 })
+  const parsed = serviceSpecSchema.parse(created)
+  t.match(parsed.healthcheck, { timeout: 3000, startPeriod: 0 }, 'what is not given takes the defaults')
+  t.match(specFromCreateFlags({ healthCmd: 'curl -f localhost' }, 'web', []), { healthcheck: { test: { kind: 'cmd', command: 'curl -f localhost' } } })
+  t.match(specFromCreateFlags({ healthTcp: '6379', healthStartPeriod: '10s' }, 'redis', []), { healthcheck: { test: { kind: 'tcp', port: 6379 }, startPeriod: 10_000 } })
+  t.equal(specFromCreateFlags({}, 'web', []).healthcheck, undefined, 'no flag, no check')
+
+  const current = serviceSpecSchema.parse(created)
+  const networkId = (ref: string): string => ref
+  t.match(specFromUpdateFlags(current, { healthTimeout: '2s' }, networkId), { healthcheck: { test: { kind: 'http' }, interval: 1000, timeout: 2000 } }, 'update changes one setting, keeps the rest')
+  t.match(specFromUpdateFlags(current, { healthTcp: '80' }, networkId), { healthcheck: { test: { kind: 'tcp', port: 80 }, interval: 1000 } }, 'a new test keeps the timing')
+  t.equal(specFromUpdateFlags(current, { healthcheck: false }, networkId).healthcheck, undefined, '--no-healthcheck removes it')
+  t.match(specFromUpdateFlags(current, {}, networkId), { stopGracePeriod: 3000, drainDelay: 500 })
+
+  t.throws(() => specFromCreateFlags({ healthCmd: 'x', healthTcp: '80' }, 'a', []), { ...usage, message: '--health-cmd, --health-tcp and --health-http are exclusive: give one' })
+  t.throws(() => specFromCreateFlags({ healthTcp: '70000' }, 'a', []), { ...usage, message: 'invalid value "70000" for --health-tcp: must be a port from 1 to 65535' })
+  t.throws(() => specFromCreateFlags({ healthHttp: 'healthz' }, 'a', []), { ...usage, message: 'invalid value "healthz" for --health-http: must be PATH:PORT, like /healthz:8080' })
+  t.throws(() => specFromCreateFlags({ healthInterval: '1s' }, 'a', []), { ...usage, message: /need a check/ })
+  t.throws(() => specFromCreateFlags({ healthcheck: false, healthTcp: '80' }, 'a', []), { ...usage, message: '--no-healthcheck conflicts with the other --health-* flags' })
+  t.throws(() => specFromCreateFlags({ healthRetries: 'x', healthTcp: '80' }, 'a', []), usage)
+  t.throws(() => specFromCreateFlags({ drainDelay: 'soon' }, 'a', []), usage)
+})

@@ -10,7 +10,7 @@ import type { Task } from '../../netd/desired-state.ts'
 import type { TaskStatus } from '../../netd/runtime/status.ts'
 
 const task = (id: string, desiredState: 'running' | 'shutdown' = 'running'): Task => ({
-  id, name: `web.1.${id}`, service: 'web', image: 'debian', command: ['sleep', '1'], env: ['A=1', 'B=x=y'], desiredState
+  id, name: `web.1.${id}`, service: 'web', image: 'debian', command: ['sleep', '1'], env: ['A=1', 'B=x=y'], drainDelay: 0, stopGracePeriod: 1000, desiredState
 })
 const status = (id: string, state: TaskStatus['state'], finishedAt: string | null = null, service = 'web'): TaskStatus => ({
   task: id, name: `${service}.1.${id}`, state, message: '', error: null, pid: null, exitCode: null, signal: null, startedAt: null, finishedAt
