@@ -4,6 +4,7 @@
  * new document, on request, and every reconcile interval.
  */
 import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
 import type { RunOptions } from './config.ts'
 import { EMPTY_STATE, parseDesiredState, type DesiredState } from './desired-state.ts'
 import type { NodeIdentity } from './desired-kernel.ts'
@@ -98,6 +99,10 @@ export class NetdDaemon {
     if (this.options.cleanup) await this.cleanup()
     // Without --cleanup, lb's rules stay: balancing goes on while netd is away, and a restart re-adopts them.
     await this.#dns?.close()
+  }
+
+  get metricsRegistry (): Registry {
+    return this.#metrics.registry
   }
 
   get lb (): LbProgrammer {

@@ -28,7 +28,10 @@ import type { NetdDaemon } from '../daemon.ts'
 import { taskNamespaceName } from '../kernel-state.ts'
 import type { TaskRuntime } from '../runtime/runtime.ts'
 import { isFinal, type TaskStatus } from '../runtime/status.ts'
-import type { Task } from '../desired-state.ts'
+import type { DesiredState, Task } from '../desired-state.ts'
+import type { HealthReport } from '../health/health-spec.ts'
+import type { HealthMonitor } from '../health/monitor.ts'
+import { probeTargetOf } from '../health/probe-target.ts'
 import type { Membership } from './identity.ts'
 import { planTaskSync, processSpecOf } from './task-sync.ts'
 
@@ -40,6 +43,8 @@ export interface AgentOptions {
   /** The node's underlay address (netd's --advertise-addr). */
   readonly advertiseAddr: string
   readonly log: Logger
+  /** Runs the health checks of the tasks this node runs. */
+  readonly health: HealthMonitor
   /** How long a stopped task gets between SIGTERM and SIGKILL (Docker's default: 10 s). */
   readonly stopGraceMs?: number
   /** Ended tasks kept per service, with their logs, once the manager forgot them. */
@@ -82,6 +87,7 @@ export class Agent {
   /** Tasks ended without a process (desired shutdown before they started), reported this session. */
   readonly #endedUnstarted = new Set<string>()
   readonly #unlisten: () => void
+  readonly #unlistenHealth: () => void
   #syncTimer: NodeJS.Timeout | null = null
 
   constructor (options: AgentOptions) {
@@ -97,6 +103,12 @@ export class Agent {
       }
       this.#report(status.task, status.state, status.message, status.error)
       if (status.state !== 'starting' && status.state !== 'running') this.#sync()
+      else this.#syncHealth()
+    })
+    this.#unlistenHealth = options.health.onChange((task, report) => {
+      // Unhealthy leaves local traffic now; back to healthy waits for the manager, which hears of it next.
+      options.daemon.setLocallyDown(task, report.status === 'unhealthy').catch((error: unknown) => this.#log.warn({ task, err: error }, 'could not apply a health change locally'))
+      this.#reportHealth(task, report)
     })
   }
 
@@ -131,6 +143,8 @@ export class Agent {
     this.#state = 'stopped'
     this.#stop.abort()
     this.#unlisten()
+    this.#unlistenHealth()
+    for (const task of this.#options.health.reports().keys()) this.#options.health.unwatch(task)
     if (this.#syncTimer !== null) clearInterval(this.#syncTimer)
     await this.#client?.close()
     await this.#loop
@@ -303,6 +317,7 @@ export class Agent {
       this.#endedUnstarted.add(id)
       this.#report(id, 'shutdown', 'shutdown before it started', null)
     }
+    this.#syncHealth()
     for (const id of plan.forget) {
       runtime.remove(id).catch((error: unknown) => this.#log.warn({ task: id, err: error }, 'could not remove an ended task'))
     }
@@ -327,10 +342,50 @@ export class Agent {
     await runtime.stop(id, task?.stopGracePeriod ?? this.#options.stopGraceMs)
   }
 
+  /**
+   * Health checks follow the document and the runtime: a task desired running, running, with a
+   * check is watched (from its start time, so a netd restart does not restart its start period);
+   * any other is not.
+   */
+  #syncHealth (): void {
+    const { daemon, runtime, health } = this.#options
+    let document
+    try {
+      document = daemon.document
+    } catch {
+      return
+    }
+    const statuses = runtime.statuses()
+    const watched = new Set<string>()
+    for (const task of document.tasks ?? []) {
+      const status = statuses.get(task.id)
+      if (task.healthcheck === undefined || task.desiredState !== 'running' || status?.state !== 'running') continue
+      const ip = firstAddress(document, task.id)
+      const netns = taskNamespaceName(daemon.node.prefix, task.id)
+      const startedAt = status.startedAt === null ? Date.now() : Date.parse(status.startedAt)
+      try {
+        health.watch(task.id, task.healthcheck, probeTargetOf(runtime, { task: task.id, netns, ip }), startedAt)
+        watched.add(task.id)
+      } catch (error) {
+        this.#log.warn({ task: task.id, err: error }, 'health check not started')
+      }
+    }
+    for (const task of health.reports().keys()) if (!watched.has(task)) health.unwatch(task)
+  }
+
+  #reportHealth (task: string, report: HealthReport): void {
+    const client = this.#client
+    if (client === null || this.#state !== 'ready') return // re-reported when the next session starts
+    client.call('task.health', { task, report }).catch((failure: unknown) => {
+      this.#log.debug({ task, status: report.status, err: failure }, 'health report refused')
+    })
+  }
+
   /** At the start of a session: every task's status again, whatever was lost before. */
   #reportAll (): void {
     this.#endedUnstarted.clear()
     for (const status of this.#options.runtime.statuses().values()) this.#reportStatus(status)
+    for (const [task, report] of this.#options.health.reports()) if (report.status !== 'starting') this.#reportHealth(task, report)
     for (const [id, message] of this.#rejected) this.#report(id, 'rejected', 'rejected', message)
     this.#sync()
   }
@@ -346,4 +401,11 @@ export class Agent {
       this.#log.debug({ task, state, err: failure }, 'task report refused')
     })
   }
+}
+
+/** Where tcp and http checks reach a task: its address on its first network other than ingress, else on ingress. */
+function firstAddress (document: DesiredState, task: string): string | null {
+  const ingress = new Set(document.networks.filter((n) => n.ingress).map((n) => n.id))
+  const own = document.endpoints.filter((e) => e.task === task)
+  return (own.find((e) => !ingress.has(e.network)) ?? own[0])?.ip ?? null
 }

@@ -14,6 +14,7 @@ import type { Logger } from 'pino'
 import { bootstrapCluster } from '../../manager/ca/bootstrap.ts'
 import { formatManagerAddress, parseManagerAddress } from '../../manager/ca/join-command.ts'
 import { joinSwarm } from '../../manager/api/join.ts'
+import { HealthMonitor } from '../health/monitor.ts'
 import { Manager } from '../../manager/manager.ts'
 import { writeManagerFiles } from '../../manager/manager-files.ts'
 import { randomId } from '../../manager/store/ids.ts'
@@ -69,6 +70,8 @@ export class SwarmNode {
   #membership: Membership | null = null
   #manager: Manager | null = null
   #agent: Agent | null = null
+  /** One for the node's life: its metrics are registered once, whatever agents come and go. */
+  readonly #health: HealthMonitor
   /** One membership change (init, join, leave) at a time. */
   #busy: Promise<unknown> = Promise.resolve()
 
@@ -79,6 +82,7 @@ export class SwarmNode {
     this.#log = options.log.child({ component: 'swarm' })
     this.#stopGraceMs = options.stopGraceMs ?? DEFAULT_GRACE_MS
     this.runtime = runtime
+    this.#health = new HealthMonitor({ log: options.log.child({ component: 'health' }), registry: options.daemon.metricsRegistry })
   }
 
   static async start (options: SwarmNodeOptions): Promise<SwarmNode> {
@@ -218,6 +222,7 @@ export class SwarmNode {
   /** At netd shutdown: tasks keep running (unless netd runs with --cleanup) for the next netd to adopt. */
   async stop (): Promise<void> {
     await this.#agent?.stop()
+    await this.#health.close()
     await this.#manager?.close()
     await this.runtime.close({ stopTasks: this.#options.cleanup, graceMs: this.#stopGraceMs })
   }
@@ -240,6 +245,7 @@ export class SwarmNode {
       description: describeNode(this.#options.nodeName),
       advertiseAddr: this.#options.advertiseAddr,
       log: this.#base,
+      health: this.#health,
       stopGraceMs: this.#stopGraceMs
     })
     this.#agent = agent
