@@ -119,7 +119,12 @@ export class OrchestratorLoop {
     const liveness: Liveness = { lastSeen, since: this.#since, gracePeriod: this.#options.gracePeriodMs }
     const round = plan(state, now, liveness)
     for (const { command, error } of round.rejected) this.#log.error({ command: command.type, code: error.code, reason: error.message }, 'the orchestrator planned a command the store refuses (a bug)')
-    if (round.wakeAt !== null) this.#wakeAt(round.wakeAt)
+    // A silent node is Down the moment its grace period ends, not at the next tick after it.
+    const deadlines = Object.values(state.nodes)
+      .filter((node) => node.status === 'ready')
+      .map((node) => Math.max(lastSeen.get(node.id) ?? this.#since, this.#since) + this.#options.gracePeriodMs + 1)
+    const wakeAt = Math.min(round.wakeAt ?? Infinity, ...deadlines)
+    if (wakeAt !== Infinity) this.#wakeAt(wakeAt)
     if (round.commands.length === 0) return
     this.#log.debug({ commands: round.commands.map((c) => c.type) }, 'orchestrator round')
     const results = await Promise.allSettled(round.commands.map(async (command) => await propose(command)))

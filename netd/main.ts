@@ -15,6 +15,7 @@ import { NetdError } from './errors.ts'
 import { iproute } from './iproute.ts'
 import { createMetrics } from './metrics.ts'
 import type { EndpointRow, FdbRow, NetworkRow } from './views.ts'
+import type { HealthReport } from './health/health-spec.ts'
 import type { Resolution } from '../dnsd/explain.ts'
 import { formatStats, type FrontendStats } from '../lb/stats.ts'
 
@@ -185,6 +186,18 @@ program.command('lb')
   .action(async (service: string | undefined, flags: { json?: boolean }) => {
     const rows = await client().call<FrontendStats[]>('GET', service ? `/lb?service=${encodeURIComponent(service)}` : '/lb')
     print(flags.json === true, rows, () => formatStats(rows))
+  })
+
+program.command('health')
+  .description('health checks of the tasks this node runs: state, failing streak, the last results')
+  .option('--json', 'print JSON')
+  .action(async (flags: { json?: boolean }) => {
+    const rows = await client().call<Array<HealthReport & { task: string }>>('GET', '/swarm/health')
+    print(flags.json === true, rows, () => formatTable(['TASK', 'STATUS', 'STREAK', 'LAST RESULT'],
+      rows.map((r) => {
+        const last = r.log.at(-1)
+        return [r.task, r.status, r.failingStreak, last === undefined ? '' : `${last.end} exit ${last.exitCode}: ${last.output.trim().split('\n')[0] ?? ''}`]
+      })))
   })
 
 program.command('check')

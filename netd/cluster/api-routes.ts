@@ -27,7 +27,8 @@ export function swarmRoutes (swarm: SwarmNode): Map<string, Handler> {
     ['POST /swarm/control', async (_query, body) => await swarm.control(body)],
     /** For `netd exec`, which runs in the CLI's process and reads the tasks' state directory. */
     ['GET /swarm/runtime', async () => ({ stateDir: swarm.runtime.stateDir })],
-    ['GET /swarm/tasks', async () => [...swarm.runtime.statuses().values()]]
+    ['GET /swarm/tasks', async () => [...swarm.runtime.statuses().values()]],
+    ['GET /swarm/health', async () => [...swarm.health.reports()].map(([task, report]) => ({ task, ...report }))]
   ])
   return new Map([...routes].map(([key, handler]) => [key, withCodes(handler)]))
 }

@@ -94,6 +94,11 @@ export class SwarmNode {
     return node
   }
 
+  /** The health checks of this node's tasks, as they stand. */
+  get health (): HealthMonitor {
+    return this.#health
+  }
+
   get manager (): Manager | null {
     return this.#manager
   }

@@ -11,9 +11,13 @@
  *    port (test/fixtures/http-load.ts);
  *  - "served" is read from every node's netd, as its dnsd and lb serve it:
  *    a task's address is in DNS (`tasks.web`) and lb (a healthy backend of
- *    every VIP and published port of web) there, or it is not.
+ *    every VIP and published port of web) there, or it is not;
+ *  - each scenario makes its fault, waits for DNS and lb to be right on every
+ *    node that can be right, lets `web` converge again, and returns what it
+ *    measured (ScenarioResult, plus what the scenario alone can say).
  */
 import { request } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Lab } from './lab.ts'
@@ -24,6 +28,7 @@ export const WEB = 'web'
 export const NETWORK = 'loadnet'
 export const PUBLISHED = 8080
 const TARGET = 80
+const HEALTH_RETRIES = 2
 
 export interface LoadedClusterOptions {
   /** Nodes heartbeat this often; three silent periods make a node Down. */
@@ -52,6 +57,39 @@ export interface ScenarioResult {
   /** From the fault to the last failed request (0 when none failed). */
   readonly recoveryMs: number
   readonly errors: Readonly<Record<string, number>>
+  /** The failures after the deadline, as "+MS error" from the fault, for a failing test to show. */
+  readonly late: readonly string[]
+  /** The failures of requests sent once DNS and lb were right everywhere (and before the deadline). */
+  readonly afterConverged: readonly string[]
+}
+
+export interface NodeLossResult extends ScenarioResult {
+  /** From the fault to the node's tasks replaced, healthy and served on the other nodes. */
+  readonly replacedMs: number
+}
+
+export interface ManagerDownResult extends ScenarioResult {
+  /** A node's document revision before the manager stopped, and after that node's netd restarted without it. */
+  readonly revisionBefore: number
+  readonly revisionRestored: number
+  /** Tasks served by the nodes still up, of those served before: all of them, from their local state. */
+  readonly servedWhileAway: number
+  readonly servedBefore: number
+  /** What a task's resolver answered for web while the manager was away. */
+  readonly answerWhileAway: string
+}
+
+/** Swarm's figures for the same events (nothing of Docker runs here): its documented timers. */
+export const SWARM_FIGURES: Readonly<Record<string, string>> = {
+  'unhealthy': 'out of IPVS after retries × interval (defaults 3 × 30 s); cached DNS answers up to 600 s (TTL)',
+  'task killed': 'out of IPVS after the task state reaches the manager and is gossiped; DNS TTL 600 s',
+  'netd restarts': 'dockerd restart without live-restore stops every container; with it, IPVS and DNS come back with dockerd',
+  'manager down': 'workers keep running tasks; no rescheduling until a quorum is back',
+  'rolling update': 'stop-first without drain: requests dropped during updates (moby/moby#30321 and kin)',
+  'node partitioned': 'Down after 3 missed heartbeats of 5 s (15-20 s), then rescheduled',
+  'node killed': 'Down after 3 missed heartbeats of 5 s (15-20 s), then rescheduled',
+  'scale down': 'task removed from IPVS as it stops: in-flight requests may fail',
+  'create 10': 'tasks start, then join IPVS; DNS TTL 600 s for a client that asked earlier'
 }
 
 export class LoadedCluster {
@@ -85,7 +123,7 @@ export class LoadedCluster {
     await ok('h1', 'network', 'create', '--driver', 'overlay', NETWORK)
     await ok('h1', 'service', 'create', '--name', WEB, '--replicas', String(this.options.replicas), '--network', NETWORK,
       '--publish', `published=${PUBLISHED},target=${TARGET}`,
-      '--health-http', `/healthz:${TARGET}`, '--health-interval', '250ms', '--health-timeout', '1s', '--health-retries', '2',
+      '--health-http', `/healthz:${TARGET}`, '--health-interval', '250ms', '--health-timeout', '1s', '--health-retries', String(HEALTH_RETRIES),
       '--restart-delay', '1s', '--stop-grace-period', '5s', '--update-monitor', '2s',
       'debian', 'sh', '-c', `exec ${process.execPath} ${HTTP_BACKEND} "$(hostname)" ${TARGET}`)
     await ok('h1', 'service', 'create', '--name', 'client', '--network', NETWORK, '--constraint', 'node.hostname==h2',
@@ -164,16 +202,16 @@ export class LoadedCluster {
     return targets.filter((target) => views.every((view) => servesTask(view, target)))
   }
 
-  /** What one node serves of web: the addresses `tasks.web` answers, and web's lb frontends. */
-  async view (node: string): Promise<NodeView> {
+  /** What one node serves of a service: the addresses `tasks.<service>` answers, and its lb frontends. */
+  async view (node: string, service = WEB): Promise<NodeView> {
     const socket = this.lab.netdSocket(node)
     const [records, lb] = await Promise.all([
       netdGet(socket, '/dns') as Promise<DnsRecord[]>,
-      netdGet(socket, `/lb?service=${WEB}`) as Promise<FrontendView[]>
+      netdGet(socket, `/lb?service=${service}`) as Promise<FrontendView[]>
     ])
-    const dns = new Set(records.filter((r) => r.name === `tasks.${WEB}` && r.type === 'A').map((r) => r.value))
-    // Only tasks on web's network resolve its names; a node with none of them has no DNS view to check.
-    const resolves = records.some((r) => r.name === WEB)
+    const dns = new Set(records.filter((r) => r.name === `tasks.${service}` && r.type === 'A').map((r) => r.value))
+    // Only tasks on the service's network resolve its names; a node with none of them has no DNS view to check.
+    const resolves = records.some((r) => r.name === service)
     return { dns, resolves, lb }
   }
 
@@ -196,7 +234,9 @@ export class LoadedCluster {
       failed: analyses.reduce((n, a) => n + a.failedAfter, 0),
       failedAfterDeadline: analyses.reduce((n, a) => n + a.failedAfterDeadline, 0),
       recoveryMs: Math.max(...analyses.map((a) => a.recoveryMs)),
-      errors
+      errors,
+      late: analyses.flatMap((a, i) => a.failuresAfter.filter((f) => f.at > a.deadline).map((f) => `${i === 0 ? 'vip' : 'mesh'} +${f.at - faultAt} ms ${f.error}`)),
+      afterConverged: analyses.flatMap((a, i) => a.failuresAfter.filter((f) => f.at > convergedAt).map((f) => `${i === 0 ? 'vip' : 'mesh'} +${f.at - faultAt} ms ${f.error}`))
     }
   }
 
@@ -204,6 +244,193 @@ export class LoadedCluster {
   async initPid (row: TaskRow): Promise<number> {
     const record = JSON.parse(await readFile(join(this.lab.hostDir(row.Node), 'tasks', row.ID, 'record.json'), 'utf8')) as { init: { pid: number } }
     return record.init.pid
+  }
+
+  /** A running, healthy task of web on `node`. */
+  async taskOn (node: string): Promise<TaskRow> {
+    const row = (await this.running(WEB)).find((r) => r.Node === node)
+    if (row === undefined) throw new Error(`no task of ${WEB} on ${node}`)
+    return row
+  }
+
+  /** The task on `node` starts failing its check (it still answers): out of DNS and lb, then replaced. */
+  async unhealthy (node: string): Promise<ScenarioResult & { verdictMs: number, replacedBy: string | null }> {
+    const victim = await this.taskOn(node)
+    const target = await this.target(victim)
+    const faultAt = Date.now()
+    const sicken = await this.lab.exec(node, ['ip', 'netns', 'exec', this.taskNetns(node, victim.ID), 'curl', '-sf', `http://${target.ip}/sicken`])
+    if (sicken.code !== 0) throw new Error(`sicken ${victim.Name}: ${sicken.stderr}`)
+    const out = await when('the unhealthy task out of DNS and lb everywhere', async () => await this.unserved(target), 10_000)
+    const verdictAt = await this.#verdictAt(node, victim.ID)
+    await this.healthy(this.options.replicas, 30_000)
+    const row = (await this.tasks(WEB)).find((r) => r.ID === victim.ID)
+    return { ...await this.result('unhealthy', faultAt, out, 0), verdictMs: verdictAt - faultAt, replacedBy: row?.DesiredState === 'Shutdown' ? 'restart policy' : null }
+  }
+
+  /** With restart condition none: a task on `node` sickened until out everywhere, then healed until back everywhere. */
+  async sickenAndHeal (node: string): Promise<{ out: ScenarioResult, backMs: number }> {
+    const victim = await this.taskOn(node)
+    const target = await this.target(victim)
+    const toggle = async (path: string): Promise<void> => {
+      const result = await this.lab.exec(node, ['ip', 'netns', 'exec', this.taskNetns(node, victim.ID), 'curl', '-sf', `http://${target.ip}/${path}`])
+      if (result.code !== 0) throw new Error(`${path} ${victim.Name}: ${result.stderr}`)
+    }
+    const faultAt = Date.now()
+    await toggle('sicken')
+    const out = await when('the unhealthy task out of DNS and lb everywhere', async () => await this.unserved(target), 10_000)
+    const healedAt = Date.now()
+    await toggle('heal')
+    const back = await when('the healed task back in DNS and lb everywhere', async () => await this.served(target), 10_000)
+    return { out: await this.result('unhealthy and back', faultAt, out, 0), backMs: back - healedAt }
+  }
+
+  /** When the check that made a task unhealthy ended, from its node's health report (`netd health`). */
+  async #verdictAt (node: string, task: string): Promise<number> {
+    const reports = await netdGet(this.lab.netdSocket(node), '/swarm/health') as Array<{ task: string, status: string, failingStreak: number, log: Array<{ end: string }> }>
+    const report = reports.find((r) => r.task === task)
+    if (report?.status !== 'unhealthy') throw new Error(`task ${task} is not reported unhealthy on ${node}: ${JSON.stringify(report)}`)
+    // The streak went on after the verdict: the verdict is the result `streak - retries` from the end.
+    const verdict = report.log.at(-1 - (report.failingStreak - HEALTH_RETRIES))
+    if (verdict === undefined) throw new Error(`task ${task}: the verdict is out of the health log`)
+    return Date.parse(verdict.end)
+  }
+
+  /** The task on `node` killed (SIGKILL of its first process). */
+  async taskKilled (node: string): Promise<ScenarioResult> {
+    const victim = await this.taskOn(node)
+    const target = await this.target(victim)
+    const pid = await this.initPid(victim)
+    const faultAt = Date.now()
+    process.kill(pid, 'SIGKILL')
+    const out = await when('the dead task out of DNS and lb everywhere', async () => await this.unserved(target), 10_000)
+    await this.healthy(this.options.replicas, 30_000)
+    return await this.result('task killed', faultAt, out, 1000)
+  }
+
+  /** netd (SIGTERM, start) on every node in turn, each back in the swarm before the next. */
+  async netdRestarts (): Promise<ScenarioResult> {
+    const faultAt = Date.now()
+    for (const node of this.nodes) {
+      await this.lab.restartNetd(node)
+      await waitFor(`${node} back in the swarm`, async () => ((await netdGet(this.lab.netdSocket(node), '/swarm/info')) as { agent?: { state: string } }).agent?.state === 'ready', 20_000)
+    }
+    await this.healthy(this.options.replicas, 20_000)
+    return await this.result('netd restarts', faultAt, Date.now(), 0)
+  }
+
+  /**
+   * The manager (h1's netd) killed for `awayMs`; meanwhile h2's netd restarts from its local copy
+   * and a task on h2 resolves web. Back, a change (scale up, then down) must reach every node.
+   */
+  async managerDown (awayMs: number): Promise<ManagerDownResult> {
+    const before = await netdGet(this.lab.netdSocket('h2'), '/state') as { revision: number }
+    const targets = await Promise.all((await this.running(WEB)).map(async (r) => await this.target(r)))
+    const faultAt = Date.now()
+    await this.lab.stopNetd('h1', 'SIGKILL')
+    await sleep(awayMs / 2)
+    await this.lab.restartNetd('h2')
+    const restored = await netdGet(this.lab.netdSocket('h2'), '/state') as { revision: number }
+    const servedWhileAway = (await this.servedOf(targets, ['h2', 'h3'])).length
+    const answer = await this.lab.exec('h2', ['ip', 'netns', 'exec', this.taskNetns('h2', this.client!.ID), 'dig', '+short', '+time=1', '+tries=1', '@127.0.0.11', WEB])
+    await sleep(awayMs / 2)
+    await this.lab.startNetd('h1')
+    await waitFor('every node ready again', async () => {
+      const nodes = await this.cli.rows<{ Hostname: string, Status: string }>('h1', 'node', 'ls')
+      return nodes.length === 3 && nodes.every((n) => n.Status === 'Ready')
+    }, 30_000)
+    await this.cli.ok('h1', 'service', 'scale', `${WEB}=${this.options.replicas + 1}`)
+    await this.healthy(this.options.replicas + 1, 30_000)
+    await this.cli.ok('h1', 'service', 'scale', `${WEB}=${this.options.replicas}`)
+    await this.healthy(this.options.replicas, 30_000)
+    return {
+      ...await this.result('manager down', faultAt, Date.now(), 0),
+      revisionBefore: before.revision,
+      revisionRestored: restored.revision,
+      servedWhileAway,
+      servedBefore: targets.length,
+      answerWhileAway: answer.stdout.trim()
+    }
+  }
+
+  /** A change of web's task spec, rolled out with the default update settings. */
+  async rollingUpdate (): Promise<ScenarioResult> {
+    const faultAt = Date.now()
+    await this.cli.ok('h1', 'service', 'update', '--env-add', `VERSION=${faultAt}`, WEB)
+    await waitFor('the update completed', async () => {
+      const inspected = JSON.parse(await this.cli.ok('h1', 'service', 'inspect', WEB)) as Array<{ UpdateStatus?: { State: string } }>
+      return inspected[0]!.UpdateStatus?.State === 'completed'
+    }, 90_000)
+    await this.healthy(this.options.replicas, 30_000)
+    return await this.result('rolling update', faultAt, Date.now(), 0)
+  }
+
+  /**
+   * A node lost with the tasks it runs (at least one is made to run there): `partition` cuts its
+   * underlay, `kill` also kills its netd and tasks. Then it comes back, and must run none of its old
+   * tasks. The deadline for failures is the grace period plus `slackMs`.
+   */
+  async nodeLost (node: string, how: 'partition' | 'kill', slackMs: number): Promise<NodeLossResult> {
+    let replicas = this.options.replicas
+    if (!(await this.running(WEB)).some((r) => r.Node === node)) {
+      replicas += 2
+      await this.cli.ok('h1', 'service', 'scale', `${WEB}=${replicas}`)
+      await this.healthy(replicas, 30_000)
+    }
+    const victims = (await this.running(WEB)).filter((r) => r.Node === node)
+    const targets = await Promise.all(victims.map(async (v) => await this.target(v)))
+    const pids = await Promise.all(victims.map(async (v) => await this.initPid(v)))
+    const others = this.nodes.filter((n) => n !== node)
+    const faultAt = Date.now()
+    await this.partition(node)
+    if (how === 'kill') {
+      await this.lab.stopNetd(node, 'SIGKILL')
+      for (const pid of pids) process.kill(pid, 'SIGKILL')
+    }
+    const out = await when(`${node}'s tasks out of DNS and lb on the other nodes`, async () => (await Promise.all(targets.map(async (x) => await this.unserved(x, others)))).every(Boolean), 60_000)
+    await this.healthy(replicas, 60_000, others)
+    const replacedAt = Date.now()
+    await this.heal(node)
+    if (how === 'kill') await this.lab.startNetd(node)
+    await waitFor(`${node} ready again, running none of its old tasks`, async () => {
+      const nodes = await this.cli.rows<{ Hostname: string, Status: string }>('h1', 'node', 'ls')
+      const tasks = await netdGet(this.lab.netdSocket(node), '/swarm/tasks') as Array<{ task: string, state: string }>
+      return nodes.every((n) => n.Status === 'Ready') && victims.every((v) => tasks.find((x) => x.task === v.ID)?.state !== 'running')
+    }, 30_000)
+    if (replicas !== this.options.replicas) await this.cli.ok('h1', 'service', 'scale', `${WEB}=${this.options.replicas}`)
+    await this.healthy(this.options.replicas, 30_000)
+    const result = await this.result(how === 'kill' ? 'node killed' : 'node partitioned', faultAt, out, 3 * this.options.heartbeatMs + slackMs)
+    return { ...result, replacedMs: replacedAt - faultAt }
+  }
+
+  /** web scaled down to n (and back up to its replicas afterwards, outside the measurement). */
+  async scaleDown (n: number): Promise<ScenarioResult> {
+    const faultAt = Date.now()
+    await this.cli.ok('h1', 'service', 'scale', `${WEB}=${n}`)
+    await this.healthy(n, 30_000)
+    await waitFor('the scaled-away tasks ended', async () => (await this.tasks(WEB)).filter((r) => r.DesiredState === 'Shutdown' && r.State === 'running').length === 0, 30_000)
+    const result = await this.result('scale down', faultAt, Date.now(), 0)
+    await this.cli.ok('h1', 'service', 'scale', `${WEB}=${this.options.replicas}`)
+    await this.healthy(this.options.replicas, 30_000)
+    return result
+  }
+
+  /** `service create --replicas n` of a second service on the network, to every task served (lb and DNS) on every node. */
+  async create (name: string, replicas: number): Promise<{ readonly ms: number }> {
+    const startedAt = Date.now()
+    await this.cli.ok('h1', 'service', 'create', '--name', name, '--replicas', String(replicas), '--network', NETWORK,
+      'debian', 'sh', '-c', `exec ${process.execPath} ${HTTP_BACKEND} "$(hostname)" ${TARGET}`)
+    await waitForFast(`${replicas} tasks of ${name} served everywhere`, async () => {
+      const rows = (await this.running(name))
+      if (rows.length !== replicas) return false
+      const views = await Promise.all(this.nodes.map(async (node) => await this.view(node, name)))
+      return views.every((view) => view.lb.length > 0 && view.lb.every((f) => rows.every((r) => f.backends.some((b) => b.healthy && b.task === r.ID))) &&
+        (!view.resolves || view.dns.size === replicas))
+    }, 30_000)
+    return { ms: Date.now() - startedAt }
+  }
+
+  taskNetns (node: string, task: string): string {
+    return `${this.lab.netns(node)}-t-${task}`
   }
 
   /** Cuts a node off the underlay (both ways), as a partition does; undone by heal(). */
