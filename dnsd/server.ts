@@ -1,7 +1,7 @@
 /**
  * dnsd's sockets: for every task, a UDP socket and a TCP listener bound to
  * 127.0.0.11:53 inside the task's namespace (bound there by a short helper,
- * see bind-in-netns.ts), all served by this one process. The socket a query
+ * see bind-in-netns.mjs), all served by this one process. The socket a query
  * arrives on names the asking task, so no address mapping or NAT is needed.
  *
  * Cluster names are answered from precomputed tables (answer.ts); anything
@@ -22,7 +22,7 @@ import type { RateLimiter } from './rate-limit.ts'
 import type { DnsMetrics } from './metrics.ts'
 
 export const DNS_ADDRESS = '127.0.0.11'
-const BIND_HELPER = fileURLToPath(new URL('./bind-in-netns.ts', import.meta.url))
+const BIND_HELPER = fileURLToPath(new URL('./bind-in-netns.mjs', import.meta.url))
 const BIND_TIMEOUT_MS = 10_000
 const TCP_IDLE_MS = 10_000
 const TCP_MAX_PENDING = 2 * 65_537

@@ -192,9 +192,9 @@ export class NetdDaemon {
       throw error
     } finally {
       stopTimer()
-      // Also after a partial failure: every task namespace that exists gets its DNS socket and its VIPs.
-      await this.#dns?.sync(this.document)
-      await this.#syncLb()
+      // Also after a partial failure: every task namespace that exists gets its DNS socket and its VIPs,
+      // both at once (a new task starts only once it has both).
+      await Promise.all([this.#dns?.sync(this.document), this.#syncLb()])
     }
   }
 
