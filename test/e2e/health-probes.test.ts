@@ -4,6 +4,7 @@
  * the runtime starts, and the monitor turning a task healthy and unhealthy on real results.
  */
 import t from 'tap'
+import { requireRoot } from '../helpers/root.ts'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -22,12 +23,7 @@ import type { HealthReport } from '../../netd/health/health-spec.ts'
 
 const run = promisify(execFile)
 
-if (process.getuid?.() !== 0) {
-  // Privileged tests may skip on a laptop, never in CI.
-  if (process.env.CI !== undefined) t.fail('the health probe e2e test needs root')
-  else t.plan(0, 'needs root (network namespaces, nsenter)')
-  process.exit()
-}
+requireRoot('the health probe e2e test', 'network namespaces, nsenter')
 
 const PREFIX = `weftlab-hp-${process.pid.toString(36)}-`
 const NS = `${PREFIX}a`

@@ -5,16 +5,12 @@
  * flight finish and the later ones fail, /healthz follows /sicken and /heal.
  */
 import t from 'tap'
+import { requireRoot } from '../helpers/root.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { runChecked, runCommand } from '../../lab/run-command.ts'
 import { analyse, answeredBy, inNetns, startBackend, startLoad } from '../helpers/load.ts'
 
-if (process.getuid?.() !== 0) {
-  // Privileged tests may skip on a laptop, never in CI.
-  if (process.env.CI !== undefined) t.fail('the load fixtures e2e test needs root')
-  else t.plan(0, 'needs root (a network namespace)')
-  process.exit()
-}
+requireRoot('the load fixtures e2e test', 'a network namespace')
 
 const PREFIX = `weftlab-lf-${process.pid.toString(36)}-`
 const NS = `${PREFIX}a`

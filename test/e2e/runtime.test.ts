@@ -4,6 +4,7 @@
  * restart" is a second TaskRuntime over the same state directory.
  */
 import t from 'tap'
+import { requireRoot } from '../helpers/root.ts'
 import { execFile } from 'node:child_process'
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -21,12 +22,7 @@ import type { TaskProcessSpecInput } from '../../netd/runtime/spec.ts'
 
 const run = promisify(execFile)
 
-if (process.getuid?.() !== 0) {
-  // Privileged tests may skip on a laptop, never in CI.
-  if (process.env.CI !== undefined) t.fail('the runtime e2e test needs root')
-  else t.plan(0, 'needs root (network, PID and mount namespaces)')
-  process.exit()
-}
+requireRoot('the runtime e2e test', 'network, PID and mount namespaces')
 
 const PREFIX = `weftlab-rt-${process.pid.toString(36)}-`
 const NS = `${PREFIX}a`
