@@ -41,7 +41,7 @@ interface Row { scenario: string, everywhereMs: number | null, replacedMs: numbe
 const rows: Row[] = []
 const row = (result: ScenarioResult, target: string, extra: Partial<Row> = {}): void => {
   rows.push({ scenario: result.scenario, everywhereMs: result.convergedMs, replacedMs: null, failed: result.failed, target, swarm: SWARM_FIGURES[result.scenario] ?? '', ...extra })
-  process.stderr.write(`${result.scenario}: ${result.convergedMs} ms, ${result.failed} failed ${JSON.stringify(result.errors)}\n`)
+  process.stderr.write(`${result.scenario}: ${result.convergedMs} ms, ${result.failed} failed ${JSON.stringify(result.errors)}${result.afterConverged.length === 0 ? '' : `; after convergence: ${result.afterConverged.join(', ')}`}\n`)
 }
 
 try {

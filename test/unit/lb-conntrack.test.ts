@@ -1,7 +1,8 @@
 /**
- * Which conntrack entries go when a backend leaves: all of a removed task's,
- * only the UDP ones of an unhealthy task, none of a backend that stays (even
- * when its slot number changes).
+ * Which conntrack entries go when a backend leaves: all of a removed task's
+ * (also when it had left rotation before), the UDP and unanswered TCP ones of
+ * an unhealthy task, none of a backend that stays (even when its slot number
+ * changes).
  */
 import t from 'tap'
 import { lbFixture, lbFixtureInput, lbFixtureSpec } from '../fixtures/lb-doc.ts'
@@ -34,18 +35,31 @@ t.test('a removed task: every protocol, for each VIP and published port it serve
   ], 'web1 leaves 8080, and the host-mode port 5353 goes with its only local task')
 })
 
-t.test('an unhealthy task: UDP only (in-flight TCP may complete)', async (t) => {
+t.test('an unhealthy task: UDP, and TCP never answered (in-flight TCP may complete)', async (t) => {
   const after = edit((input) => {
     for (const e of input.remoteEndpoints) if (e.task === 'web2') e.healthy = false
   })
-  t.same(deletions(after, 'ns-c1'), ['unhealthy: conntrack -D -p udp --orig-dst 10.0.1.100 --reply-src 10.0.1.21'])
-  t.same(deletions(after, null), [], 'a TCP published port: nothing to delete for an unhealthy task')
+  t.same(deletions(after, 'ns-c1'), [
+    'unhealthy: conntrack -D -p udp --orig-dst 10.0.1.100 --reply-src 10.0.1.21',
+    'unhealthy: conntrack -D -p tcp --state SYN_SENT --orig-dst 10.0.1.100 --reply-src 10.0.1.21'
+  ])
+  t.same(deletions(after, null), [
+    'unhealthy: conntrack -D -p tcp --state SYN_SENT --orig-port-dst 8080 --reply-src 10.255.0.21 --reply-port-src 80'
+  ], 'a TCP published port: only connections never answered')
   const udp = edit((input) => {
     for (const e of input.endpoints) if (e.task === 'web1') e.healthy = false
   })
   t.same(deletions(udp, null), [
+    'unhealthy: conntrack -D -p tcp --state SYN_SENT --orig-port-dst 8080 --reply-src 10.255.0.20 --reply-port-src 80',
     'unhealthy: conntrack -D -p udp --orig-port-dst 5353 --reply-src 10.255.0.20 --reply-port-src 53'
-  ], 'the UDP host-mode port does delete')
+  ], 'the UDP host-mode port deletes every entry')
+})
+
+t.test('a task out of rotation before, removed now: every entry goes', async (t) => {
+  // web3 is unhealthy in the fixture: it has counters, no slot.
+  const after = edit((input) => { input.remoteEndpoints = input.remoteEndpoints.filter((e: { task?: string }) => e.task !== 'web3') })
+  t.same(deletions(after, 'ns-c1'), ['removed: conntrack -D --orig-dst 10.0.1.100 --reply-src 10.0.1.22'])
+  t.same(deletions(after, null), ['removed: conntrack -D -p tcp --reply-src 10.255.0.22 --reply-port-src 80'])
 })
 
 t.test('a backend that stays keeps its connections, even when renumbered', async (t) => {
@@ -61,5 +75,5 @@ t.test('a backend that stays keeps its connections, even when renumbered', async
 t.test('a whole table going (the last VIP of a namespace removed): all its backends', async (t) => {
   const from = compileTask(before.tasks.get('ns-c1')!)
   const got = conntrackDeletions(from, diff(from, null), []).map((d) => `${d.reason} ${d.frontend} ${d.backend}`)
-  t.same(got, ['removed 10.0.1.100 10.0.1.20', 'removed 10.0.1.100 10.0.1.21'])
+  t.same(got, ['removed 10.0.1.100 10.0.1.20', 'removed 10.0.1.100 10.0.1.21', 'removed 10.0.1.100 10.0.1.22'], 'the unhealthy one too')
 })

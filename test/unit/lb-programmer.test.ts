@@ -58,7 +58,7 @@ t.test('a restart over intact rules observes each namespace once and changes not
   t.same(kernel.calls, [], 'and from then on trusts what it applied')
 })
 
-t.test('an endpoint turning unhealthy: transactions where it was a backend, then UDP conntrack deletions', async (t) => {
+t.test('an endpoint turning unhealthy: transactions where it was a backend, then conntrack deletions of UDP and unanswered TCP', async (t) => {
   const kernel = new FakeLbRunner(NAMESPACES)
   const lb = new LbProgrammer({ log, runner: kernel })
   await lb.sync(lbFixtureSpec())
@@ -68,10 +68,15 @@ t.test('an endpoint turning unhealthy: transactions where it was a backend, then
   const b1 = kernel.transactions.find((x) => x.netns === 'ns-b1')!
   t.notMatch(b1.script, /10\.0\.2\./, 'the api VIP is not touched')
   t.same(kernel.conntrack.map((c) => `${c.netns} ${c.args.join(' ')}`).sort(), [
+    'ns-b1 -D -p tcp --state SYN_SENT --orig-dst 10.0.1.100 --reply-src 10.0.1.21',
     'ns-b1 -D -p udp --orig-dst 10.0.1.100 --reply-src 10.0.1.21',
+    'ns-c1 -D -p tcp --state SYN_SENT --orig-dst 10.0.1.100 --reply-src 10.0.1.21',
     'ns-c1 -D -p udp --orig-dst 10.0.1.100 --reply-src 10.0.1.21',
+    'ns-web1 -D -p tcp --state SYN_SENT --orig-dst 10.0.1.100 --reply-src 10.0.1.21',
+    'ns-web1 -D -p tcp --state SYN_SENT --orig-dst 10.255.0.100 --reply-src 10.255.0.21',
     'ns-web1 -D -p udp --orig-dst 10.0.1.100 --reply-src 10.0.1.21',
-    'ns-web1 -D -p udp --orig-dst 10.255.0.100 --reply-src 10.255.0.21'
+    'ns-web1 -D -p udp --orig-dst 10.255.0.100 --reply-src 10.255.0.21',
+    'null -D -p tcp --state SYN_SENT --orig-port-dst 8080 --reply-src 10.255.0.21 --reply-port-src 80'
   ])
   const order = kernel.calls.filter((c) => c.endsWith('ns-c1'))
   t.ok(order.lastIndexOf('apply ns-c1') < order.indexOf('conntrack ns-c1'), 'entries are deleted after the transaction')
