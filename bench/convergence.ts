@@ -56,7 +56,7 @@ try {
 
   const unhealthy = await cluster.unhealthy('h3')
   // The check's own verdict (interval × retries) is the user's setting; from then on it is weft's.
-  row(unhealthy, '≤ 1000 after the verdict', { scenario: `unhealthy (check ${unhealthy.verdictMs} ms)`, everywhereMs: unhealthy.convergedMs - unhealthy.verdictMs })
+  row(unhealthy, `≤ 1000 after verdict (${unhealthy.verdictMs} ms)`, { everywhereMs: unhealthy.convergedMs - unhealthy.verdictMs })
   row(await cluster.taskKilled('h3'), '≤ 1000')
   for (const how of ['kill', 'partition'] as const) {
     const lost = await cluster.nodeLost('h3', how, 3000)

@@ -124,7 +124,7 @@ export class LoadedCluster {
     await ok('h1', 'service', 'create', '--name', WEB, '--replicas', String(this.options.replicas), '--network', NETWORK,
       '--publish', `published=${PUBLISHED},target=${TARGET}`,
       '--health-http', `/healthz:${TARGET}`, '--health-interval', '250ms', '--health-timeout', '1s', '--health-retries', String(HEALTH_RETRIES),
-      '--restart-delay', '1s', '--stop-grace-period', '5s', '--update-monitor', '2s',
+      '--restart-delay', '1s', '--stop-grace-period', '5s',
       'debian', 'sh', '-c', `exec ${process.execPath} ${HTTP_BACKEND} "$(hostname)" ${TARGET}`)
     await ok('h1', 'service', 'create', '--name', 'client', '--network', NETWORK, '--constraint', 'node.hostname==h2',
       'debian', 'sh', '-c', 'trap "exit 0" TERM; sleep infinity & wait')
@@ -357,8 +357,10 @@ export class LoadedCluster {
     const faultAt = Date.now()
     await this.cli.ok('h1', 'service', 'update', '--env-add', `VERSION=${faultAt}`, WEB)
     await waitFor('the update completed', async () => {
-      const inspected = JSON.parse(await this.cli.ok('h1', 'service', 'inspect', WEB)) as Array<{ UpdateStatus?: { State: string } }>
-      return inspected[0]!.UpdateStatus?.State === 'completed'
+      const inspected = JSON.parse(await this.cli.ok('h1', 'service', 'inspect', WEB)) as Array<{ UpdateStatus?: { State: string, Message: string } }>
+      const status = inspected[0]!.UpdateStatus
+      if (status?.State === 'paused') throw new Error(`the update paused: ${status.Message}`)
+      return status?.State === 'completed'
     }, 90_000)
     await this.healthy(this.options.replicas, 30_000)
     return await this.result('rolling update', faultAt, Date.now(), 0)
