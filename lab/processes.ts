@@ -57,7 +57,9 @@ export async function isSameProcess(record: ProcessRecord): Promise<boolean> {
   const stat = await readStat(record.pid)
   if (stat === null || stat.state === 'Z' || stat.startTime !== record.startTime) return false
   const argv = await readCmdline(record.pid)
-  return argv.some((arg) => arg.includes(record.script))
+  // An empty command line with the same pid and start time is our process in the middle of its exec
+  // (nsenter becoming node): /proc/PID/cmdline reads empty while the new image replaces the old one.
+  return argv.length === 0 || argv.some((arg) => arg.includes(record.script))
 }
 
 export async function listPids(): Promise<number[]> {
