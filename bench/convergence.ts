@@ -65,6 +65,7 @@ try {
   row(await cluster.netdRestarts(), '0 failed')
   row(await cluster.managerDown(10_000), '0 failed')
   row(await cluster.rollingUpdate(), '0 failed')
+  row(await cluster.nodeDrain('h3'), '0 failed')
   row(await cluster.scaleDown(2), '0 failed')
 
   const text = (v: number | null): string => (v === null ? '-' : String(v))

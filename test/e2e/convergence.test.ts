@@ -6,7 +6,8 @@
  * them and measures; bench/convergence.ts prints the same figures). Each
  * scenario asserts how soon DNS and lb were right on every node and that no
  * request failed after its deadline; the netd-restart, manager-down,
- * rolling-update and scale-down scenarios assert that none failed at all.
+ * rolling-update, node-drain and scale-down scenarios assert that none
+ * failed at all.
  *
  * One cluster; the subtests run in order, each leaves `web` converged.
  */
@@ -97,6 +98,12 @@ for (const how of ['partition', 'kill'] as const) {
     t.same(result.late, [], 'no request fails once the node is out')
   })
 }
+
+t.test('a node drained under load: its tasks move elsewhere, no request fails', async (t) => {
+  const result = await cluster.nodeDrain('h3')
+  report(t, result)
+  t.equal(result.failed, 0, 'no failed request')
+})
 
 t.test('a scale-down under load: no request fails', async (t) => {
   const result = await cluster.scaleDown(2)

@@ -89,6 +89,7 @@ export const SWARM_FIGURES: Readonly<Record<string, string>> = {
   'node partitioned': 'Down after 3 missed heartbeats of 5 s (15-20 s), then rescheduled',
   'node killed': 'Down after 3 missed heartbeats of 5 s (15-20 s), then rescheduled',
   'scale down': 'task removed from IPVS as it stops: in-flight requests may fail',
+  'node drain': 'tasks stopped and rescheduled; removed from IPVS as they stop',
   'create 10': 'tasks start, then join IPVS; DNS TTL 600 s for a client that asked earlier'
 }
 
@@ -402,6 +403,25 @@ export class LoadedCluster {
     await this.healthy(this.options.replicas, 30_000)
     const result = await this.result(how === 'kill' ? 'node killed' : 'node partitioned', faultAt, out, 3 * this.options.heartbeatMs + slackMs)
     return { ...result, replacedMs: replacedAt - faultAt }
+  }
+
+  /** `node update --availability drain` of a node running tasks of web: they move, draining first; then active again. */
+  async nodeDrain (node: string): Promise<ScenarioResult> {
+    let replicas = this.options.replicas
+    if (!(await this.running(WEB)).some((r) => r.Node === node)) {
+      replicas += 2
+      await this.cli.ok('h1', 'service', 'scale', `${WEB}=${replicas}`)
+      await this.healthy(replicas, 30_000)
+    }
+    const faultAt = Date.now()
+    await this.cli.ok('h1', 'node', 'update', '--availability', 'drain', node)
+    await waitFor(`${node} drained`, async () => !(await this.tasks(WEB)).some((r) => r.Node === node && r.State === 'running'), 30_000)
+    await this.healthy(replicas, 30_000)
+    const result = await this.result('node drain', faultAt, Date.now(), 0)
+    await this.cli.ok('h1', 'node', 'update', '--availability', 'active', node)
+    if (replicas !== this.options.replicas) await this.cli.ok('h1', 'service', 'scale', `${WEB}=${this.options.replicas}`)
+    await this.healthy(this.options.replicas, 30_000)
+    return result
   }
 
   /** web scaled down to n (and back up to its replicas afterwards, outside the measurement). */
