@@ -218,8 +218,8 @@ function healthTest (flags: PolicyFlags): HealthTest | undefined {
   return undefined
 }
 
-/** The health check and stop settings, over the current ones (update) or none (create). */
-function healthAndStop (flags: PolicyFlags, base: Pick<ServiceSpec, 'healthcheck' | 'drainDelay' | 'stopGracePeriod'> | undefined): Pick<ServiceSpecInput, 'healthcheck' | 'drainDelay' | 'stopGracePeriod'> {
+/** The health check, over the current one (update) or none (create), and the stop settings given. */
+function healthAndStop (flags: PolicyFlags, base: Pick<ServiceSpec, 'healthcheck'> | undefined): Pick<ServiceSpecInput, 'healthcheck' | 'drainDelay' | 'stopGracePeriod'> {
   const test = healthTest(flags)
   const timing = {
     ...(flags.healthInterval === undefined ? {} : { interval: parseDuration(flags.healthInterval, '--health-interval') }),
@@ -240,8 +240,8 @@ function healthAndStop (flags: PolicyFlags, base: Pick<ServiceSpec, 'healthcheck
   }
   return {
     ...(healthcheck === undefined ? {} : { healthcheck }),
-    ...(flags.drainDelay === undefined ? (base === undefined ? {} : { drainDelay: base.drainDelay }) : { drainDelay: parseDuration(flags.drainDelay, '--drain-delay') }),
-    ...(flags.stopGracePeriod === undefined ? (base === undefined ? {} : { stopGracePeriod: base.stopGracePeriod }) : { stopGracePeriod: parseDuration(flags.stopGracePeriod, '--stop-grace-period') })
+    ...(flags.drainDelay === undefined ? {} : { drainDelay: parseDuration(flags.drainDelay, '--drain-delay') }),
+    ...(flags.stopGracePeriod === undefined ? {} : { stopGracePeriod: parseDuration(flags.stopGracePeriod, '--stop-grace-period') })
   }
 }
 
@@ -312,7 +312,7 @@ export function specFromUpdateFlags (current: ServiceSpec, flags: UpdateFlags, n
     ],
     labels,
     ...policies(flags, current),
-    healthcheck: undefined,
+    healthcheck: undefined, // kept by healthAndStop unless --no-healthcheck
     ...healthAndStop(flags, current)
   }
 }

@@ -60,7 +60,7 @@ export function conntrackDeletions (from: NftTable | null, delta: Delta, fronten
   const note = (map: Map<string, Set<string>>, e: NftElement): void => {
     const counter = COUNTER_SETS.has(e.set)
     if ((!SLOT_SETS.has(e.set) || e.value === null) && !counter) return
-    const group = counter ? `${e.set}` : groupOf(e.set, e.key)
+    const group = counter ? e.set : groupOf(e.set, e.key)
     let backends = map.get(group)
     if (backends === undefined) map.set(group, backends = new Set())
     backends.add(counter ? e.key : e.value!)

@@ -10,6 +10,10 @@ export type NetdErrorCode =
   | 'NETD_ERR_UNREACHABLE'
   | 'NETD_ERR_API'
   | 'NETD_ERR_USAGE'
+  /** A health check or probe target does not validate (probes never throw: one that cannot run is a result). */
+  | 'NETD_ERR_HEALTH_CHECK'
+  /** The health monitor was closed. */
+  | 'NETD_ERR_HEALTH_CLOSED'
 
 export class NetdError extends Error {
   readonly code: NetdErrorCode

@@ -356,11 +356,12 @@ export class Agent {
       return
     }
     const statuses = runtime.statuses()
+    const addresses = probeAddresses(document)
     const watched = new Set<string>()
     for (const task of document.tasks ?? []) {
       const status = statuses.get(task.id)
       if (task.healthcheck === undefined || task.desiredState !== 'running' || status?.state !== 'running') continue
-      const ip = firstAddress(document, task.id)
+      const ip = addresses.get(task.id) ?? null
       const netns = taskNamespaceName(daemon.node.prefix, task.id)
       const startedAt = status.startedAt === null ? Date.now() : Date.parse(status.startedAt)
       try {
@@ -403,9 +404,11 @@ export class Agent {
   }
 }
 
-/** Where tcp and http checks reach a task: its address on its first network other than ingress, else on ingress. */
-function firstAddress (document: DesiredState, task: string): string | null {
+/** Where tcp and http checks reach each local task: its address on its first network other than ingress, else on ingress. */
+function probeAddresses (document: DesiredState): Map<string, string> {
   const ingress = new Set(document.networks.filter((n) => n.ingress).map((n) => n.id))
-  const own = document.endpoints.filter((e) => e.task === task)
-  return (own.find((e) => !ingress.has(e.network)) ?? own[0])?.ip ?? null
+  const out = new Map<string, string>()
+  for (const e of document.endpoints) if (!ingress.has(e.network) && !out.has(e.task)) out.set(e.task, e.ip)
+  for (const e of document.endpoints) if (!out.has(e.task)) out.set(e.task, e.ip)
+  return out
 }

@@ -19,7 +19,7 @@
  */
 import { pino, type Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { HealthError } from './errors.ts'
+import { NetdError } from '../errors.ts'
 import { EXIT_PROBE_ERROR, initialHealth, nextHealth } from './health-machine.ts'
 import { healthcheckSchema, type Healthcheck, type HealthcheckInput, type HealthReport, type HealthResult, type HealthState } from './health-spec.ts'
 import { createHealthMetrics, probeResultLabel, type HealthMetrics } from './metrics.ts'
@@ -96,14 +96,14 @@ export class HealthMonitor {
    * starts a fresh report.
    */
   watch (task: string, check: HealthcheckInput, target: ProbeTarget, startedAt: number): void {
-    if (this.#closed) throw new HealthError('NETD_ERR_HEALTH_CLOSED', 'the health monitor is closed')
+    if (this.#closed) throw new NetdError('NETD_ERR_HEALTH_CLOSED', 'the health monitor is closed')
     const parsed = healthcheckSchema.safeParse(check)
     if (!parsed.success) {
-      throw new HealthError('NETD_ERR_HEALTH_CHECK', `invalid health check for task ${task}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+      throw new NetdError('NETD_ERR_HEALTH_CHECK', `invalid health check for task ${task}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
     }
     assertProbeTarget(target)
-    if (target.task !== task) throw new HealthError('NETD_ERR_HEALTH_CHECK', `probe target of task ${target.task} given for task ${task}`)
-    if (!Number.isFinite(startedAt)) throw new HealthError('NETD_ERR_HEALTH_CHECK', `invalid start time for task ${task}`)
+    if (target.task !== task) throw new NetdError('NETD_ERR_HEALTH_CHECK', `probe target of task ${target.task} given for task ${task}`)
+    if (!Number.isFinite(startedAt)) throw new NetdError('NETD_ERR_HEALTH_CHECK', `invalid start time for task ${task}`)
 
     const existing = this.#watches.get(task)
     if (existing === undefined) {

@@ -6,7 +6,7 @@
  */
 import { isIP } from 'node:net'
 import type { ExecTarget } from '../runtime/exec.ts'
-import { HealthError } from './errors.ts'
+import { NetdError } from '../errors.ts'
 
 export interface ProbeTarget {
   readonly task: string
@@ -28,14 +28,14 @@ const NETNS_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/
 
 /** The namespace's path; the name is checked so it can never leave NETNS_RUN_DIR. */
 export function netnsPath (name: string): string {
-  if (!NETNS_NAME.test(name)) throw new HealthError('NETD_ERR_HEALTH_CHECK', `invalid network namespace name "${name}"`)
+  if (!NETNS_NAME.test(name)) throw new NetdError('NETD_ERR_HEALTH_CHECK', `invalid network namespace name "${name}"`)
   return `${NETNS_RUN_DIR}/${name}`
 }
 
 /** Throws NETD_ERR_HEALTH_CHECK unless the target's namespace name and address can be used as they are. */
 export function assertProbeTarget (target: ProbeTarget): void {
   netnsPath(target.netns)
-  if (target.ip !== null && isIP(target.ip) === 0) throw new HealthError('NETD_ERR_HEALTH_CHECK', `invalid task address "${target.ip}"`)
+  if (target.ip !== null && isIP(target.ip) === 0) throw new NetdError('NETD_ERR_HEALTH_CHECK', `invalid task address "${target.ip}"`)
 }
 
 /** The one method of TaskRuntime a probe target needs. */

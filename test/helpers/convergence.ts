@@ -16,11 +16,11 @@
  *    node that can be right, lets `web` converge again, and returns what it
  *    measured (ScenarioResult, plus what the scenario alone can say).
  */
-import { request } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Lab } from './lab.ts'
+import { NetdClient } from '../../netd/api-client.ts'
 import { HTTP_BACKEND, analyse, inLabTask, onLabHost, startLoad, type LoadHandle, type LoadSummary } from './load.ts'
 import { waitFor, weftCli, type TaskRow } from './swarm.ts'
 
@@ -173,7 +173,7 @@ export class LoadedCluster {
 
   /** A task and its address on the load network (what `tasks.web` answers), from its node's document. */
   async target (row: TaskRow): Promise<Target> {
-    const doc = await netdGet(this.lab.netdSocket(row.Node), '/state') as { networks: Array<{ id: string, name: string }>, endpoints: Array<{ task: string, network: string, ip: string }> }
+    const doc = await this.netd(row.Node).call<{ networks: Array<{ id: string, name: string }>, endpoints: Array<{ task: string, network: string, ip: string }> }>('GET', '/state')
     const network = doc.networks.find((n) => n.name === NETWORK)?.id
     const endpoint = doc.endpoints.find((e) => e.task === row.ID && e.network === network)
     if (endpoint === undefined) throw new Error(`task ${row.ID} has no endpoint on ${NETWORK} in ${row.Node}'s document`)
@@ -205,10 +205,10 @@ export class LoadedCluster {
 
   /** What one node serves of a service: the addresses `tasks.<service>` answers, and its lb frontends. */
   async view (node: string, service = WEB): Promise<NodeView> {
-    const socket = this.lab.netdSocket(node)
+    const netd = this.netd(node)
     const [records, lb] = await Promise.all([
-      netdGet(socket, '/dns') as Promise<DnsRecord[]>,
-      netdGet(socket, `/lb?service=${service}`) as Promise<FrontendView[]>
+      netd.call<DnsRecord[]>('GET', '/dns'),
+      netd.call<FrontendView[]>('GET', `/lb?service=${service}`)
     ])
     const dns = new Set(records.filter((r) => r.name === `tasks.${service}` && r.type === 'A').map((r) => r.value))
     // Only tasks on the service's network resolve its names; a node with none of them has no DNS view to check.
@@ -287,7 +287,7 @@ export class LoadedCluster {
 
   /** When the check that made a task unhealthy ended, from its node's health report (`netd health`). */
   async #verdictAt (node: string, task: string): Promise<number> {
-    const reports = await netdGet(this.lab.netdSocket(node), '/swarm/health') as Array<{ task: string, status: string, failingStreak: number, log: Array<{ end: string }> }>
+    const reports = await this.netd(node).call<Array<{ task: string, status: string, failingStreak: number, log: Array<{ end: string }> }>>('GET', '/swarm/health')
     const report = reports.find((r) => r.task === task)
     if (report?.status !== 'unhealthy') throw new Error(`task ${task} is not reported unhealthy on ${node}: ${JSON.stringify(report)}`)
     // The streak went on after the verdict: the verdict is the result `streak - retries` from the end.
@@ -313,7 +313,7 @@ export class LoadedCluster {
     const faultAt = Date.now()
     for (const node of this.nodes) {
       await this.lab.restartNetd(node)
-      await waitFor(`${node} back in the swarm`, async () => ((await netdGet(this.lab.netdSocket(node), '/swarm/info')) as { agent?: { state: string } }).agent?.state === 'ready', 20_000)
+      await waitFor(`${node} back in the swarm`, async () => (await this.netd(node).call<{ agent?: { state: string } }>('GET', '/swarm/info')).agent?.state === 'ready', 20_000)
     }
     await this.healthy(this.options.replicas, 20_000)
     return await this.result('netd restarts', faultAt, Date.now(), 0)
@@ -324,13 +324,13 @@ export class LoadedCluster {
    * and a task on h2 resolves web. Back, a change (scale up, then down) must reach every node.
    */
   async managerDown (awayMs: number): Promise<ManagerDownResult> {
-    const before = await netdGet(this.lab.netdSocket('h2'), '/state') as { revision: number }
+    const before = await this.netd('h2').call<{ revision: number }>('GET', '/state')
     const targets = await Promise.all((await this.running(WEB)).map(async (r) => await this.target(r)))
     const faultAt = Date.now()
     await this.lab.stopNetd('h1', 'SIGKILL')
     await sleep(awayMs / 2)
     await this.lab.restartNetd('h2')
-    const restored = await netdGet(this.lab.netdSocket('h2'), '/state') as { revision: number }
+    const restored = await this.netd('h2').call<{ revision: number }>('GET', '/state')
     const servedWhileAway = (await this.servedOf(targets, ['h2', 'h3'])).length
     const answer = await this.lab.exec('h2', ['ip', 'netns', 'exec', this.taskNetns('h2', this.client!.ID), 'dig', '+short', '+time=1', '+tries=1', '@127.0.0.11', WEB])
     await sleep(awayMs / 2)
@@ -396,7 +396,7 @@ export class LoadedCluster {
     if (how === 'kill') await this.lab.startNetd(node)
     await waitFor(`${node} ready again, running none of its old tasks`, async () => {
       const nodes = await this.cli.rows<{ Hostname: string, Status: string }>('h1', 'node', 'ls')
-      const tasks = await netdGet(this.lab.netdSocket(node), '/swarm/tasks') as Array<{ task: string, state: string }>
+      const tasks = await this.netd(node).call<Array<{ task: string, state: string }>>('GET', '/swarm/tasks')
       return nodes.every((n) => n.Status === 'Ready') && victims.every((v) => tasks.find((x) => x.task === v.ID)?.state !== 'running')
     }, 30_000)
     if (replicas !== this.options.replicas) await this.cli.ok('h1', 'service', 'scale', `${WEB}=${this.options.replicas}`)
@@ -441,14 +441,19 @@ export class LoadedCluster {
     const startedAt = Date.now()
     await this.cli.ok('h1', 'service', 'create', '--name', name, '--replicas', String(replicas), '--network', NETWORK,
       'debian', 'sh', '-c', `exec ${process.execPath} ${HTTP_BACKEND} "$(hostname)" ${TARGET}`)
-    await waitForFast(`${replicas} tasks of ${name} served everywhere`, async () => {
+    await waitFor(`${replicas} tasks of ${name} served everywhere`, async () => {
       const rows = (await this.running(name))
       if (rows.length !== replicas) return false
       const views = await Promise.all(this.nodes.map(async (node) => await this.view(node, name)))
       return views.every((view) => view.lb.length > 0 && view.lb.every((f) => rows.every((r) => f.backends.some((b) => b.healthy && b.task === r.ID))) &&
         (!view.resolves || view.dns.size === replicas))
-    }, 30_000)
+    }, 30_000, 50)
     return { ms: Date.now() - startedAt }
+  }
+
+  /** The API of a node's netd. */
+  netd (node: string): NetdClient {
+    return new NetdClient(this.lab.netdSocket(node))
   }
 
   taskNetns (node: string, task: string): string {
@@ -473,40 +478,8 @@ function servesTask (view: NodeView, target: Target): boolean {
   return (!view.resolves || view.dns.has(target.ip)) && view.lb.length > 0 && view.lb.every((f) => f.backends.some((b) => b.healthy && b.task === target.task))
 }
 
-/** GET on a netd's API socket, JSON in and out. */
-export async function netdGet (socketPath: string, path: string): Promise<unknown> {
-  return await new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'GET', timeout: 5000 }, (res) => {
-      let body = ''
-      res.setEncoding('utf8').on('data', (chunk: string) => { body += chunk }).on('end', () => {
-        if (res.statusCode !== 200) reject(new Error(`netd ${path}: ${res.statusCode} ${body}`))
-        else {
-          try { resolve(JSON.parse(body)) } catch (error) { reject(error) }
-        }
-      })
-    })
-    req.on('timeout', () => req.destroy(new Error(`netd ${path}: timed out`)))
-    req.on('error', reject)
-    req.end()
-  })
-}
-
 /** Polls `check` every 50 ms; resolves with the time it first held. */
 export async function when (what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  await waitForFast(what, check, timeoutMs)
+  await waitFor(what, check, timeoutMs, 50)
   return Date.now()
-}
-
-async function waitForFast (what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      if (await check()) return
-    } catch (error) {
-      last = error
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${(last as Error).message}`}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }

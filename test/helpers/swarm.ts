@@ -25,8 +25,8 @@ export function weftCli (lab: Lab) {
   return { weft, ok, rows }
 }
 
-/** Polls `probe` every 100 ms until it returns something (not undefined, null or false). */
-export async function waitFor<T> (what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 20_000): Promise<T> {
+/** Polls `probe` every `intervalMs` until it returns something (not undefined, null or false). */
+export async function waitFor<T> (what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 20_000, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   for (;;) {
@@ -37,6 +37,6 @@ export async function waitFor<T> (what: string, probe: () => Promise<T | undefin
       last = error
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${(last as Error).message}`}`)
-    await sleep(100)
+    await sleep(intervalMs)
   }
 }
