@@ -3,17 +3,20 @@
  * files, same run. dnsd is the standalone server (`dnsd serve`) answering as
  * one task of a generated document (bench/dns-fixture.ts: 100 services,
  * 1000 tasks); dnsmasq serves the same names from a hosts file. Both forward
- * other names to lab/upstream-dns.ts.
+ * other names to lab/upstream-dns.ts. A third server, Node's floor
+ * (bench/node-floor-responder.ts: a copy of the query and one fixed record,
+ * with as many processes as dnsd), shows in the same run how much of dnsd's
+ * cost is its own and how much any Node UDP server pays.
  *
  * Two scenarios: cluster names, and forwarded names answered from each
  * server's cache. Every measured run follows a few seconds of the same
  * queries (fills the caches, warms Node's JIT), and the servers take turns,
- * their order swapped each round, so drift in the machine's load hits both.
+ * their order changed each round, so drift in the machine's load hits all.
  * Medians over the rounds:
  * - saturated: dnsperf with `-c` clients and `-q` queries in flight; its
  *   queries per second and mean latency;
- * - fixed rate: dnsperf `-v` at the same rate for both (half the slower
- *   one's throughput unless --latency-qps): latency percentiles from the
+ * - fixed rate: dnsperf `-v` at the same rate for all (half the slower
+ *   of dnsd and dnsmasq, unless --latency-qps): latency percentiles from the
  *   per-query latencies it prints, and the server's CPU time per query
  *   (utime + stime from /proc, all of dnsd's processes), the figure least
  *   disturbed by whatever else the machine runs.
@@ -62,7 +65,7 @@ if (process.getuid?.() !== 0) throw new Error('bench/dns needs root (it creates 
 const NETNS = 'weftlab-benchdns-ns'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const UPSTREAM = '127.0.0.53'
-const SERVERS = { dnsd: '127.0.0.11', dnsmasq: '127.0.0.12' } as const
+const SERVERS = { dnsd: '127.0.0.11', dnsmasq: '127.0.0.12', floor: '127.0.0.13' } as const
 type Server = keyof typeof SERVERS
 
 const children = new Set<ChildProcess>()
@@ -173,11 +176,10 @@ const median = (xs: readonly number[]): number => {
 }
 
 async function scenario (file: string, pids: Record<Server, number>): Promise<{ measured: Record<Server, Measured>, rate: number }> {
-  const measured: Record<Server, Measured> = {
-    dnsd: { qps: [], avgMs: [], p50: [], p99: [], p999: [], cpuUs: [], lost: 0, rcodes: '' },
-    dnsmasq: { qps: [], avgMs: [], p50: [], p99: [], p999: [], cpuUs: [], lost: 0, rcodes: '' }
-  }
-  const order = (round: number): Server[] => round % 2 === 0 ? ['dnsd', 'dnsmasq'] : ['dnsmasq', 'dnsd']
+  const empty = (): Measured => ({ qps: [], avgMs: [], p50: [], p99: [], p999: [], cpuUs: [], lost: 0, rcodes: '' })
+  const measured: Record<Server, Measured> = { dnsd: empty(), dnsmasq: empty(), floor: empty() }
+  // Each round a different server goes first, and dnsd and dnsmasq swap places.
+  const order = (round: number): Server[] => [['dnsd', 'dnsmasq', 'floor'], ['floor', 'dnsmasq', 'dnsd'], ['dnsmasq', 'dnsd', 'floor']][round % 3] as Server[]
   for (let round = 0; round < rounds; round++) {
     for (const server of order(round)) {
       await warm(server, file)
@@ -213,20 +215,25 @@ function table (title: string, mix: string, result: { measured: Record<Server, M
   const { measured, rate } = result
   const col = (text: string, width = 9): string => text.padStart(width)
   const ms = (xs: readonly number[]): string => col(median(xs).toFixed(3))
-  const ratio = (pick: (m: Measured) => readonly number[]): string => col(`${(median(pick(measured.dnsd)) / median(pick(measured.dnsmasq))).toFixed(2)}×`)
+  const ratio = (of: Server, to: Server) => (pick: (m: Measured) => readonly number[]): string => col(`${(median(pick(measured[of])) / median(pick(measured[to]))).toFixed(2)}×`)
+  const ratios = (label: string, of: (pick: (m: Measured) => readonly number[]) => string): string =>
+    `  ${label.padEnd(13)} ${of((m) => m.qps)} ${of((m) => m.avgMs)}   ${of((m) => m.p50)} ${of((m) => m.p99)} ${of((m) => m.p999)} ${of((m) => m.cpuUs)}`
   const line = (name: Server): string => {
     const m = measured[name]
-    return `  ${name.padEnd(12)} ${col(median(m.qps).toFixed(0))} ${ms(m.avgMs)}   ${ms(m.p50)} ${ms(m.p99)} ${ms(m.p999)} ${col(median(m.cpuUs).toFixed(1))}   ${m.rcodes}${m.lost > 0 ? `, ${m.lost} lost` : ''}`
+    return `  ${name.padEnd(13)} ${col(median(m.qps).toFixed(0))} ${ms(m.avgMs)}   ${ms(m.p50)} ${ms(m.p99)} ${ms(m.p999)} ${col(median(m.cpuUs).toFixed(1))}   ${m.rcodes}${m.lost > 0 ? `, ${m.lost} lost` : ''}`
   }
   const rounds = (name: Server): string => `${name} ${measured[name].qps.map((q) => q.toFixed(0)).join(' ')}`
   return [
     `${title}: ${mix}`,
-    `  ${''.padEnd(12)} ${'saturated'.padEnd(19)}   ${`at ${rate} q/s, the same for both`}`,
-    `  ${'server'.padEnd(12)} ${col('q/s')} ${col('mean ms')}   ${col('p50 ms')} ${col('p99 ms')} ${col('p99.9 ms')} ${col('CPU µs/q')}   rcodes`,
+    `  ${''.padEnd(13)} ${'saturated'.padEnd(19)}   ${`at ${rate} q/s, the same for all`}`,
+    `  ${'server'.padEnd(13)} ${col('q/s')} ${col('mean ms')}   ${col('p50 ms')} ${col('p99 ms')} ${col('p99.9 ms')} ${col('CPU µs/q')}   rcodes`,
     line('dnsd'),
     line('dnsmasq'),
-    `  ${'dnsd/dnsmasq'.padEnd(12)} ${ratio((m) => m.qps)} ${ratio((m) => m.avgMs)}   ${ratio((m) => m.p50)} ${ratio((m) => m.p99)} ${ratio((m) => m.p999)} ${ratio((m) => m.cpuUs)}`,
-    `  q/s by round: ${rounds('dnsd')} | ${rounds('dnsmasq')}`
+    line('floor'),
+    ratios('dnsd/dnsmasq', ratio('dnsd', 'dnsmasq')),
+    ratios('dnsd/floor', ratio('dnsd', 'floor')),
+    ratios('floor/dnsmasq', ratio('floor', 'dnsmasq')),
+    `  q/s by round: ${rounds('dnsd')} | ${rounds('dnsmasq')} | ${rounds('floor')}`
   ].join('\n')
 }
 
@@ -251,7 +258,7 @@ async function main (): Promise<void> {
   await writeFile(files.cluster, cluster.lines.join('\n') + '\n')
   await writeFile(files.forwarded, forwarded.lines.join('\n') + '\n')
 
-  const logs = { upstream: join(dir, 'upstream.log'), dnsd: join(dir, 'dnsd.log'), dnsmasq: join(dir, 'dnsmasq.log') }
+  const logs = { upstream: join(dir, 'upstream.log'), dnsd: join(dir, 'dnsd.log'), dnsmasq: join(dir, 'dnsmasq.log'), floor: join(dir, 'floor.log') }
   const upstream = await start('upstream', inNetns([process.execPath, join(ROOT, 'lab/upstream-dns.ts'), '--listen', UPSTREAM, '--zone', UPSTREAM_ZONE, '--hosts', upstreamHosts()]), logs.upstream)
   await waitForAnswer('the upstream resolver', UPSTREAM, `h1.${UPSTREAM_ZONE}`, upstream, logs.upstream)
   // The rate limit is per task and per worker: far above what one machine can send, so it never
@@ -263,15 +270,17 @@ async function main (): Promise<void> {
   const dnsmasq = await start('dnsmasq', inNetns(['dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--no-hosts', `--addn-hosts=${files.hosts}`,
     '--no-resolv', `--server=${UPSTREAM}`, `--listen-address=${SERVERS.dnsmasq}`, '--bind-interfaces', '--port=53', '--cache-size=10000',
     '--local-ttl=5', '--pid-file=', '--user=root', '--log-facility=-']), logs.dnsmasq)
+  const floor = await start('floor', inNetns([process.execPath, join(ROOT, 'bench/node-floor-responder.ts'), '--listen', `${SERVERS.floor}:53`, '--workers', String(workers)]), logs.floor)
   await waitForAnswer('dnsd', SERVERS.dnsd, 'svc-000', dnsd, logs.dnsd)
   await waitForAnswer('dnsmasq', SERVERS.dnsmasq, 'svc-000', dnsmasq, logs.dnsmasq)
+  await waitForAnswer('the Node floor responder', SERVERS.floor, 'svc-000', floor, logs.floor)
   await checkSameAnswers([['svc-000'], ['svc-002'], ['tasks.svc-001'], ['svc-001.3.s1t2'], ['-x', '10.60.5.11'], ['-x', '10.60.1.1'], [`h7.${UPSTREAM_ZONE}`]])
 
   const version = (await runCommand(['dnsperf', '-H'])).stdout.match(/Version (\S+)/)?.[1] ?? ''
-  process.stdout.write(`dnsd (${workers} worker${workers === 1 ? '' : 's'}) vs dnsmasq, dnsperf ${version}: medians of ${rounds} rounds, ${seconds} s per run, ` +
+  process.stdout.write(`dnsd (${workers} worker${workers === 1 ? '' : 's'}) vs dnsmasq, and Node's floor (the same number of processes), dnsperf ${version}: medians of ${rounds} rounds, ${seconds} s per run, ` +
     `${clients} clients, ${outstanding} queries in flight, ${warmSeconds} s of the same queries before each run\n` +
     'saturated: dnsperf\'s summary; p50/p99/p99.9: dnsperf -v per-query latencies; CPU: the server\'s utime + stime per answered query\n\n')
-  const pids = { dnsd: dnsd.pid!, dnsmasq: dnsmasq.pid! }
+  const pids = { dnsd: dnsd.pid!, dnsmasq: dnsmasq.pid!, floor: floor.pid! }
   process.stdout.write(table('cluster names', cluster.mix, await scenario(files.cluster, pids)) + '\n\n')
   process.stdout.write(table(`forwarded names from the cache (upstream: lab/upstream-dns.ts, zone ${UPSTREAM_ZONE})`, forwarded.mix, await scenario(files.forwarded, pids)) + '\n')
 }
