@@ -2,7 +2,7 @@
  * The one way a DnsServer is put together, shared by netd's embedded dnsd
  * (node-dns.ts) and the standalone `dnsd serve` (main.ts): upstreams from a
  * resolv.conf, a forwarder with its answer cache, a per-task rate limiter and
- * the metrics, registered on the caller's registry.
+ * the metrics (the server's and the forwarder's), registered on the caller's registry.
  */
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
@@ -13,6 +13,7 @@ import { Forwarder } from './forwarder.ts'
 import { ForwardCache } from './forward-cache.ts'
 import { RateLimiter } from './rate-limit.ts'
 import { createDnsMetrics } from './metrics.ts'
+import { createForwarderMetrics } from './forwarder-metrics.ts'
 import { parseResolvConf, upstreamsOf, type ResolvConf } from './resolv-conf.ts'
 
 export interface CreateDnsServerOptions {
@@ -31,7 +32,8 @@ export async function createDnsServer (options: CreateDnsServerOptions, doc: Des
   const upstreams = upstreamsOf(resolvConf)
   const log = options.log
   if (upstreams.length === 0) log.warn({ resolvConf: options.resolvConfPath }, 'no upstream resolver: names outside the cluster will get SERVFAIL')
-  const forwarder = new Forwarder({ upstreams, cache: new ForwardCache(), log: log.child({ component: 'forwarder' }) })
+  const cache = new ForwardCache()
+  const forwarder = new Forwarder({ upstreams, cache, log: log.child({ component: 'forwarder' }), metrics: createForwarderMetrics(options.registry, cache) })
   const server = new DnsServer({
     forwarder,
     limiter: new RateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT),

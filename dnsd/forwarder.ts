@@ -193,10 +193,7 @@ export class Forwarder {
   async resolve (query: Buffer): Promise<ForwardResult> {
     const walked = walkQuery(query)
     const cached = this.#cache === null ? null : this.#cache.get(query, walked)
-    if (cached !== null) {
-      this.#metrics?.results.inc({ source: 'cache' })
-      return { response: cached, source: 'cache', upstream: null, transport: null }
-    }
+    if (cached !== null) return { response: cached, source: 'cache', upstream: null, transport: null }
     return await this.#fromUpstream(query, walked)
   }
 
@@ -207,9 +204,7 @@ export class Forwarder {
    * `resolveUpstream` takes it from there.
    */
   cached (query: Buffer, end: number, name: string): Buffer | null {
-    const hit = this.#cache === null ? null : this.#cache.getPlain(query, end, name)
-    if (hit !== null) this.#metrics?.results.inc({ source: 'cache' })
-    return hit
+    return this.#cache === null ? null : this.#cache.getPlain(query, end, name)
   }
 
   /** `resolve` without looking in the cache, for a query `cached` just missed. */
@@ -240,14 +235,11 @@ export class Forwarder {
         continue
       }
       const response = restoreClientView(Buffer.from(outcome.response), outcome.walked, query, walked)
-      if (this.#cache !== null) {
-        this.#cache.set(query, response, walked, outcome.walked)
-        this.#metrics?.cacheEntries.set(this.#cache.size)
-      }
-      this.#metrics?.results.inc({ source: 'upstream' })
+      this.#cache?.set(query, response, walked, outcome.walked)
+      if (this.#metrics !== null) this.#metrics.answered.upstream++
       return { response, source: 'upstream', upstream: label, transport }
     }
-    this.#metrics?.results.inc({ source: 'servfail' })
+    if (this.#metrics !== null) this.#metrics.answered.servfail++
     this.#log.warn({ qname: walked.question.name, qtype: walked.question.type, failures }, 'every upstream failed, answering SERVFAIL')
     return { response: buildServfail(query, walked), source: 'servfail', upstream: null, transport: null }
   }

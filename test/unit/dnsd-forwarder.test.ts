@@ -12,6 +12,7 @@ import t from 'tap'
 import { ForwardCache } from '../../dnsd/forward-cache.ts'
 import { Forwarder, type ForwarderOptions, type Upstream } from '../../dnsd/forwarder.ts'
 import { createForwarderMetrics } from '../../dnsd/forwarder-metrics.ts'
+import { HEADER_LENGTH, nameKey, plainQuestionEnd } from '../../dnsd/wire.ts'
 import { RCODE, a, answerData, decode, makeQuery, makeResponse, rcodeOf, soa, ttls } from './dnsd-forward-fixtures.ts'
 
 const log = pino({ level: 'silent' })
@@ -174,7 +175,7 @@ t.test('garbage from an upstream is ignored, never crashes, and the next upstrea
     send(withId)
   }
   const registry = new Registry()
-  const metrics = createForwarderMetrics(registry)
+  const metrics = createForwarderMetrics(registry, null)
   const { upstreams: [, live], forwarder } = await setup(t, [junk, answerA], { metrics })
   const [r, ms] = await timed(() => forwarder.resolve(makeQuery('example.net', { id: 55 })))
   t.equal(r.upstream, `127.0.0.1:${live!.port}`)
@@ -202,13 +203,36 @@ t.test('ICMP port unreachable fails the attempt at once', async (t) => {
   await new Promise<void>((resolve) => closed.close(() => resolve()))
   const live = await fakeUpstream(answerA)
   const registry = new Registry()
-  const forwarder = new Forwarder({ upstreams: [{ address: '127.0.0.1', port: deadPort }, live], timeoutMs: 1000, log, metrics: createForwarderMetrics(registry) })
+  const forwarder = new Forwarder({ upstreams: [{ address: '127.0.0.1', port: deadPort }, live], timeoutMs: 1000, log, metrics: createForwarderMetrics(registry, null) })
   t.teardown(async () => { await forwarder.close(); await live.close() })
   const [r, ms] = await timed(() => forwarder.resolve(makeQuery('example.com')))
   t.equal(r.upstream, `127.0.0.1:${live.port}`)
   t.ok(ms < 500, `took ${ms.toFixed(0)} ms, not the 1000 ms timeout`)
   t.match(await registry.metrics(), new RegExp(`upstream="127\\.0\\.0\\.1:${deadPort}",transport="udp",outcome="port_unreachable"\\} 1`))
   t.equal(forwarder.stats.udpSockets, 2, 'the refused socket stays usable for the next query')
+})
+
+t.test('answers are counted by source for /metrics, cache hits (also on the hot path) from the cache\'s own count', async (t) => {
+  const registry = new Registry()
+  const cache = new ForwardCache()
+  const { forwarder } = await setup(t, [answerA], { cache, metrics: createForwarderMetrics(registry, cache) })
+  t.equal((await forwarder.resolve(makeQuery('example.com'))).source, 'upstream')
+  t.equal((await forwarder.resolve(makeQuery('example.com', { id: 2 }))).source, 'cache')
+  const plain = makeQuery('example.com', { id: 3 })
+  const end = plainQuestionEnd(plain)
+  t.ok(forwarder.cached(plain, end, nameKey(plain, HEADER_LENGTH, end - 4)), 'the hot path hits')
+  const text = await registry.metrics()
+  t.match(text, /weft_dnsd_forward_results_total\{source="cache"\} 2\n/)
+  t.match(text, /weft_dnsd_forward_results_total\{source="upstream"\} 1\n/)
+  t.match(text, /weft_dnsd_forward_results_total\{source="servfail"\} 0\n/)
+  t.match(text, /weft_dnsd_forward_cache_entries 1\n/)
+
+  const failing = new Registry()
+  const servfail: Reply = (query, _t, send) => send(makeResponse(query, { rcode: RCODE.SERVFAIL }))
+  const { forwarder: down } = await setup(t, [servfail], { metrics: createForwarderMetrics(failing, null) })
+  t.equal((await down.resolve(makeQuery('example.com'))).source, 'servfail')
+  t.match(await failing.metrics(), /weft_dnsd_forward_results_total\{source="servfail"\} 1\n/)
+  t.match(await failing.metrics(), /weft_dnsd_forward_cache_entries 0\n/)
 })
 
 t.test('every upstream failing gives SERVFAIL built from the query', async (t) => {

@@ -6,10 +6,12 @@
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { connect, createServer, type Server } from 'node:net'
+import { join } from 'node:path'
 import dnsPacket from 'dns-packet'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import t from 'tap'
+import { createDnsServer } from '../../dnsd/create-server.ts'
 import { ForwardCache } from '../../dnsd/forward-cache.ts'
 import { Forwarder } from '../../dnsd/forwarder.ts'
 import { createDnsMetrics } from '../../dnsd/metrics.ts'
@@ -123,4 +125,15 @@ t.test('adopted sockets on port 0: answers over UDP and TCP', async (t) => {
   })
   t.equal(decode(overTcp).id, 78)
   t.equal(decode(overTcp).answers?.length, 2)
+})
+
+t.test('createDnsServer registers the server\'s and the forwarder\'s metrics on the caller\'s registry', async (t) => {
+  const dir = t.testdir({ 'resolv.conf': 'nameserver 127.0.0.1\n' })
+  const registry = new Registry()
+  const { server } = await createDnsServer({ resolvConfPath: join(dir, 'resolv.conf'), registry, log }, fixture())
+  t.teardown(() => server.close())
+  const names = (await registry.getMetricsAsJSON()).map((m) => m.name)
+  for (const name of ['weft_dnsd_queries_total', 'weft_dnsd_forward_results_total', 'weft_dnsd_forward_attempts_total', 'weft_dnsd_forward_cache_entries']) {
+    t.ok(names.includes(name), name)
+  }
 })
