@@ -11,13 +11,14 @@ import { z } from 'zod'
 import { Address4 } from 'ip-address'
 import { NetdError } from './errors.ts'
 import { healthcheckSchema } from './health/health-spec.ts'
+import { parseIpv4 } from './ipv4.ts'
 
 const ID_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,31}$/
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
 
 const id = z.string().regex(ID_PATTERN, 'must be 1-32 characters of a-z, 0-9, _ . - starting with a letter or digit')
 
-const ipv4 = z.string().refine((s) => Address4.isValid(s) && !s.includes('/'), 'must be an IPv4 address')
+const ipv4 = z.string().refine((s) => parseIpv4(s) !== null, 'must be an IPv4 address')
 
 const cidr = z.string().refine((s) => {
   if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(s) || !Address4.isValid(s)) return false
@@ -177,13 +178,14 @@ function formatPath (path: readonly PropertyKey[]): string {
 /** Returns the violations of the rules that span entries; empty when the document is coherent. */
 export function crossCheck (doc: DesiredState): string[] {
   const problems: string[] = []
-  const networks = new Map<string, { index: number, subnet: Address4, network: Network }>()
+  const networks = new Map<string, { index: number, subnet: SubnetRange, network: Network }>()
   const vnis = new Map<number, number>()
   const names = new Map<string, number>()
 
   doc.networks.forEach((network, index) => {
     const at = `networks[${index}]`
-    const subnet = new Address4(network.subnet)
+    const parsed = new Address4(network.subnet)
+    const subnet = { start: Number(parsed.startAddress().bigInt()), end: Number(parsed.endAddress().bigInt()) }
     if (networks.has(network.id)) problems.push(`${at}.id: duplicate network id "${network.id}" (also networks[${networks.get(network.id)!.index}])`)
     else networks.set(network.id, { index, subnet, network })
     const vniOwner = vnis.get(network.vni)
@@ -192,8 +194,8 @@ export function crossCheck (doc: DesiredState): string[] {
     const nameOwner = names.get(network.name)
     if (nameOwner !== undefined) problems.push(`${at}.name: duplicate network name "${network.name}" (also networks[${nameOwner}])`)
     else names.set(network.name, index)
-    if (subnet.startAddress().correctForm() !== subnet.correctForm()) {
-      problems.push(`${at}.subnet: ${network.subnet} has host bits set (network address is ${subnet.startAddress().correctForm()}/${subnet.subnetMask})`)
+    if (parsed.startAddress().correctForm() !== parsed.correctForm()) {
+      problems.push(`${at}.subnet: ${network.subnet} has host bits set (network address is ${parsed.startAddress().correctForm()}/${parsed.subnetMask})`)
     }
     const gatewayProblem = addressProblem(network.gateway, subnet, network.subnet)
     if (gatewayProblem) problems.push(`${at}.gateway: ${gatewayProblem}`)
@@ -258,7 +260,7 @@ function checkIngress (
 }
 
 function checkServices (
-  doc: DesiredState, networks: ReadonlyMap<string, { index: number, subnet: Address4, network: Network }>, ipOwners: Map<string, string>
+  doc: DesiredState, networks: ReadonlyMap<string, { index: number, subnet: SubnetRange, network: Network }>, ipOwners: Map<string, string>
 ): string[] {
   const problems: string[] = []
   const ids = new Map<string, number>()
@@ -315,11 +317,15 @@ function checkServices (
   return problems
 }
 
-function addressProblem (ip: string, subnet: Address4, subnetText: string): string | undefined {
-  const address = new Address4(ip)
-  if (!address.isInSubnet(subnet)) return `${ip} is outside subnet ${subnetText}`
-  if (ip === subnet.startAddress().correctForm()) return `${ip} is the network address of ${subnetText}`
-  if (ip === subnet.endAddress().correctForm()) return `${ip} is the broadcast address of ${subnetText}`
+/** A subnet's first (network) and last (broadcast) addresses, as numbers. */
+interface SubnetRange { readonly start: number, readonly end: number }
+
+/** `ip` has passed the schema, so it parses. */
+function addressProblem (ip: string, subnet: SubnetRange, subnetText: string): string | undefined {
+  const address = parseIpv4(ip)!
+  if (address < subnet.start || address > subnet.end) return `${ip} is outside subnet ${subnetText}`
+  if (address === subnet.start) return `${ip} is the network address of ${subnetText}`
+  if (address === subnet.end) return `${ip} is the broadcast address of ${subnetText}`
   return undefined
 }
 
