@@ -235,7 +235,8 @@ function reverseName (ip: string): string {
 export const A_RR_LENGTH = 16
 
 class Encoder {
-  readonly #answerA = new Map<string, Buffer>()
+  /** TTL → address → RR: two levels, so a lookup builds no key string (one per A value of the document). */
+  readonly #answerA = new Map<number, Map<string, Buffer>>()
   readonly #names = new Map<string, Buffer>()
 
   name (name: string): Buffer {
@@ -245,14 +246,15 @@ class Encoder {
   }
 
   answerA (ttl: number, ip: string): Buffer {
-    const key = `${ttl}/${ip}`
-    let rr = this.#answerA.get(key)
+    let byIp = this.#answerA.get(ttl)
+    if (byIp === undefined) this.#answerA.set(ttl, byIp = new Map())
+    let rr = byIp.get(ip)
     if (rr === undefined) {
       rr = Buffer.allocUnsafe(A_RR_LENGTH)
       rr.writeUInt16BE(0xc00c, 0)
       writeRrHeader(rr, 2, TYPE_A, ttl, 4)
       writeIPv4(rr, 12, ip)
-      this.#answerA.set(key, rr)
+      byIp.set(ip, rr)
     }
     return rr
   }
@@ -301,6 +303,17 @@ function writeIPv4 (rr: Buffer, at: number, ip: string): void {
 }
 
 const EMPTY: readonly Buffer[] = Object.freeze([])
+const EMPTY_WIRE = Buffer.alloc(0)
+
+/**
+ * RRs as one section. A lone RR is its own section: nothing ever writes into
+ * a table's buffers (answers copy from them), so sharing is safe, and most
+ * names have one RR or none; concatenating each would allocate 90,000 buffers
+ * for a 10,000-service document.
+ */
+function section (rrs: readonly Buffer[]): Buffer {
+  return rrs.length === 0 ? EMPTY_WIRE : rrs.length === 1 ? rrs[0]! : Buffer.concat(rrs)
+}
 
 function encode (encoder: Encoder, name: string, e: Entry): RecordSet {
   const values: RecordValue[] = []
@@ -352,7 +365,7 @@ function encode (encoder: Encoder, name: string, e: Entry): RecordSet {
   }
   return {
     name, rule: e.rule, networks: e.networks, ttl: e.ttl, a, rotate: e.rotate && a.length > 1, ptr, srv, additionals, values,
-    aWire: Buffer.concat(a), ptrWire: Buffer.concat(ptr), srvWire: Buffer.concat([...srv, ...additionals])
+    aWire: section(a), ptrWire: section(ptr), srvWire: section(additionals.length === 0 ? srv : [...srv, ...additionals])
   }
 }
 

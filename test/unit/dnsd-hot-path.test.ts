@@ -11,7 +11,7 @@ import { answerQuery } from '../../dnsd/answer.ts'
 import { ForwardCache } from '../../dnsd/forward-cache.ts'
 import { buildDnsTables, type RecordSet } from '../../dnsd/records.ts'
 import {
-  HEADER_LENGTH, buildResponse, isWireProblem, nameKey, nameKeyOf, parseQuery, plainQuestionEnd, plainResponse,
+  HEADER_LENGTH, buildResponse, encodeName, isWireProblem, nameKey, nameKeyOf, parseQuery, plainQuestionEnd, plainResponse,
   type ParsedQuery
 } from '../../dnsd/wire.ts'
 import { edns, fixture, prng, query } from '../helpers/dnsd.ts'
@@ -65,6 +65,16 @@ t.test('nameKey: ASCII case folded, nothing else; distinct names never share a k
   t.equal(key(query('web.front')), nameKeyOf('web.front'))
   t.not(nameKeyOf('w\\.eb'), nameKeyOf('w.eb'), 'a dot inside a label is not a label boundary')
   t.not(nameKeyOf('\\192x'), nameKeyOf('\\224x'), 'À and à are different bytes: only ASCII letters fold')
+})
+
+t.test('nameKeyOf spells plain names straight into the key encodeName would give, and fails where it fails', async (t) => {
+  const viaWire = (name: string): string => { const wire = encodeName(name); return nameKey(wire, 0, wire.length) }
+  const names = ['', '.', 'a', 'Web.Front', 'web.front.', 'tasks.API', '_http._tcp.web', '10.0.0.10.in-addr.arpa', 'x'.repeat(63),
+    `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`, 'w\\.eb', '\\192x', 'sp ace', 'ünï.code', 'a~b!c[d]e']
+  for (const name of names) t.equal(nameKeyOf(name), viaWire(name), JSON.stringify(name))
+  for (const bad of ['a..b', '.a', 'x'.repeat(64), `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(62)}`]) {
+    t.throws(() => nameKeyOf(bad), RangeError, `${JSON.stringify(bad.slice(0, 20))}: as encodeName`)
+  }
 })
 
 t.test('prepared answers are the general path\'s bytes, for every name, type, transport and EDNS size', async (t) => {
