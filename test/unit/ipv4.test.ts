@@ -10,7 +10,7 @@ const libraryAccepts = (text: string): boolean => Address4.isValid(text) && !tex
 
 t.test('accepts what Address4 accepts for a plain address, and nothing else', async (t) => {
   const cases = ['1.2.3.4', '0.0.0.0', '255.255.255.255', '10.0.0.10', '01.2.3.4', '1.2.3.04', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1.2.3.256',
-    ' 1.2.3.4', '1.2.3.4 ', '1.2.3.4\n', '1..3.4', '', '1.2.3.4/24', '1.2.3.4/', '0x1.2.3.4', '1.2.3.4%1', '١.2.3.4', '-1.2.3.4', '1.2.3.+4']
+    ' 1.2.3.4', '1.2.3.4 ', '1.2.3.4\n', '1..3.4', '', '1.2.3.4/24', '1.2.3.4/', '0x1.2.3.4', '1.2.3.4%1', '١.2.3.4', '-1.2.3.4', '1.2.3.+4', '1.2.3.0255', '1.2.3.4444', '1.2.3.00', '1.2.3.0', '.1.2.3', '1.2.3.']
   for (const text of cases) t.equal(parseIpv4(text) !== null, libraryAccepts(text), JSON.stringify(text))
 })
 
