@@ -20,6 +20,7 @@ import { Registry } from 'prom-client'
 import { parseDesiredState, type DesiredState } from '../netd/desired-state.ts'
 import { NetdError } from '../netd/errors.ts'
 import { createDnsServer } from './create-server.ts'
+import { bindInNamespace, closeDescriptor, localPort } from './native-sockets.ts'
 import { DnsdError } from './errors.ts'
 import { taskView } from './records.ts'
 import { parseServeOptions, type ListenAddress, type ServeOptions } from './serve-options.ts'
@@ -79,7 +80,7 @@ async function serve (options: ServeOptions, log: Logger): Promise<void> {
   }, doc)
   // Workers share the port on purpose; a lone process must fail if someone else holds it.
   const reusePort = options.worker !== undefined
-  let sockets: { udp: UdpSocket, tcp: TcpServer }
+  let sockets: { udp: UdpSocket | number, tcp: TcpServer, port: number }
   try {
     if (taskView(server.tables, options.as) === undefined) {
       const known = [...server.tables.tasks.values()].map((v) => v.name ?? v.task)
@@ -90,8 +91,9 @@ async function serve (options: ServeOptions, log: Logger): Promise<void> {
     await server.close()
     throw error
   }
-  const bound = { ...options.listen, port: sockets.udp.address().port }
-  server.adopt(options.as, listenLabel(bound), sockets.udp, sockets.tcp)
+  const bound = { ...options.listen, port: sockets.port }
+  if (typeof sockets.udp === 'number') server.adoptBatch(options.as, listenLabel(bound), sockets.udp, sockets.tcp)
+  else server.adopt(options.as, listenLabel(bound), sockets.udp, sockets.tcp)
   log.info({ listen: listenLabel(bound), as: options.as, revision: doc.revision, upstreams: server.forwarder.upstreams.map((u) => u.address) }, 'serving')
   process.send?.({ kind: 'ready' })
 
@@ -111,31 +113,42 @@ async function serve (options: ServeOptions, log: Logger): Promise<void> {
   if (options.worker !== undefined) process.on('disconnect', () => shutdown('supervisor gone'))
 }
 
-async function bind (listen: ListenAddress, reusePort: boolean): Promise<{ udp: UdpSocket, tcp: TcpServer }> {
-  // dgram passes the destination of every send through a lookup, by default dns.lookup, which
-  // answers an address literal a tick later. A server only ever replies to the literal recvmsg
-  // gave it: handing it straight back saves a tick and a callback per reply.
-  const lookup = (address: string, _family: unknown, callback: (error: null, address: string, family: number) => void): void => {
-    callback(null, address, listen.family)
+/**
+ * UDP and TCP on the listen address. IPv4, netd's case, goes through the native addon (a descriptor
+ * served in batches, as in task namespaces); IPv6 through node:dgram.
+ */
+async function bind (listen: ListenAddress, reusePort: boolean): Promise<{ udp: UdpSocket | number, tcp: TcpServer, port: number }> {
+  let udp: UdpSocket | number
+  let port: number
+  if (listen.family === 4) {
+    udp = bindInNamespace(null, 'udp', listen.host, listen.port, reusePort)
+    port = localPort(udp)
+  } else {
+    // dgram passes the destination of every send through a lookup, by default dns.lookup, which answers
+    // an address literal a tick later. A server only replies to the literal recvmsg gave it.
+    const lookup = (address: string, _family: unknown, callback: (error: null, address: string, family: number) => void): void => {
+      callback(null, address, 6)
+    }
+    const socket = udp = createSocket({ type: 'udp6', reusePort, lookup })
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject)
+      socket.bind(listen.port, listen.host, () => { socket.off('error', reject); resolve() })
+    }).catch((error: Error) => {
+      throw new DnsdError('DNSD_ERR_LISTEN', `cannot bind UDP ${listenLabel(listen)}: ${error.message}`)
+    })
+    port = socket.address().port
   }
-  const udp = createSocket({ type: listen.family === 6 ? 'udp6' : 'udp4', reusePort, lookup })
-  await new Promise<void>((resolve, reject) => {
-    udp.once('error', reject)
-    udp.bind(listen.port, listen.host, () => { udp.off('error', reject); resolve() })
-  }).catch((error: Error) => {
-    throw new DnsdError('DNSD_ERR_LISTEN', `cannot bind UDP ${listenLabel(listen)}: ${error.message}`)
-  })
+  const closeUdp = (): void => { if (typeof udp === 'number') closeDescriptor(udp); else udp.close() }
   // With port 0 the TCP listener takes the port the kernel gave UDP.
-  const port = udp.address().port
   const tcp = createServer()
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject)
     tcp.listen({ host: listen.host, port, reusePort, backlog: 512 }, () => { tcp.off('error', reject); resolve() })
   }).catch((error: Error) => {
-    udp.close()
+    closeUdp()
     throw new DnsdError('DNSD_ERR_LISTEN', `cannot listen on TCP ${listenLabel({ ...listen, port })}: ${error.message}`)
   })
-  return { udp, tcp }
+  return { udp, tcp, port }
 }
 
 /** Forks the workers, reports when all serve, and stops all of them when told to or when one dies. */

@@ -1,17 +1,17 @@
 /**
  * dnsd's sockets: for every task, a UDP socket and a TCP listener bound to
- * 127.0.0.11:53 inside the task's namespace (bound there by a short helper,
- * see bind-in-netns.mjs), all served by this one process. The socket a query
- * arrives on names the asking task, so no address mapping or NAT is needed.
+ * 127.0.0.11:53 inside the task's namespace (created there by the native
+ * addon, native-sockets.ts), all served by this one process. The socket a
+ * query arrives on names the asking task, so no address mapping or NAT is
+ * needed. UDP is served in batches (one call per batch of datagrams).
  *
  * Cluster names are answered from precomputed tables (answer.ts); anything
  * else goes to the forwarder. Tables are swapped whole on every document
  * change, so an answer never mixes two documents.
  */
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
-import type { Socket as UdpSocket, RemoteInfo } from 'node:dgram'
-import type { Server as TcpServer, Socket as TcpSocket } from 'node:net'
+import { join } from 'node:path'
+import type { Socket as UdpSocket } from 'node:dgram'
+import { createServer, type Server as TcpServer, type Socket as TcpSocket } from 'node:net'
 import type { Logger } from 'pino'
 import type { DesiredState } from '../netd/desired-state.ts'
 import { answerQuery } from './answer.ts'
@@ -20,10 +20,11 @@ import { fitForUdp, plainQuestionEnd } from './wire.ts'
 import type { Forwarder } from './forwarder.ts'
 import type { RateLimiter } from './rate-limit.ts'
 import type { DnsMetrics } from './metrics.ts'
+import { BatchUdpSocket, bindInNamespace, closeDescriptor } from './native-sockets.ts'
 
 export const DNS_ADDRESS = '127.0.0.11'
-const BIND_HELPER = fileURLToPath(new URL('./bind-in-netns.mjs', import.meta.url))
-const BIND_TIMEOUT_MS = 10_000
+const NETNS_DIR = '/run/netns'
+const TCP_BACKLOG = 512
 const TCP_IDLE_MS = 10_000
 const TCP_MAX_PENDING = 2 * 65_537
 /** What #answerNow returns when the answer has to come from an upstream resolver. */
@@ -31,7 +32,8 @@ const UPSTREAM = Symbol('upstream')
 
 interface Listener {
   netns: string
-  udp: UdpSocket
+  /** Stops serving UDP and releases its socket. */
+  closeUdp: () => void
   tcp: TcpServer
   connections: Set<TcpSocket>
 }
@@ -109,7 +111,7 @@ export class DnsServer {
     const pending = this.#attaching.get(task)
     if (pending) return await pending
     const attaching = this.#bind(netns).then(({ udp, tcp }) => {
-      this.adopt(task, netns, udp, tcp)
+      this.adoptBatch(task, netns, udp, tcp)
       this.#log.debug({ task, netns }, 'serving task namespace')
     }, (error: Error) => {
       this.#metrics.attachFailures.inc()
@@ -121,78 +123,92 @@ export class DnsServer {
   }
 
   /**
-   * Serves `task`'s queries on sockets bound elsewhere: by the namespace helper, or by the standalone
-   * server (benchmarks, fuzzing), where `place` names the listen address instead of a namespace.
+   * Serves `task`'s queries on a UDP descriptor from bindInNamespace (in batches) and a TCP listener:
+   * netd's task namespaces, or the standalone server on IPv4, where `place` names the listen address.
    */
+  adoptBatch (task: string, place: string, udpFd: number, tcp: TcpServer): void {
+    const udp: BatchUdpSocket = new BatchUdpSocket(udpFd, (query, peer) => {
+      const now = this.#answerOrFail(task, query)
+      if (now !== UPSTREAM) return now
+      // The query is a view into the receive buffer, reused by the next batch: the wait needs a copy.
+      this.#fromUpstream(Buffer.from(query), 'udp').then((response) => {
+        if (this.#listeners.get(task) === listener) udp.send(response, peer)
+      }, (error: unknown) => this.#udpFailed(task, error))
+      return null
+    }, (error) => this.#udpFailed(task, error))
+    const listener = this.#listen(task, place, () => udp.close(), tcp)
+  }
+
+  /** `adoptBatch` for a node:dgram socket: the standalone server on IPv6, and tests. */
   adopt (task: string, place: string, udp: UdpSocket, tcp: TcpServer): void {
-    const listener: Listener = { netns: place, udp, tcp, connections: new Set() }
-    udp.on('message', (message, peer) => this.#onDatagram(task, listener, message, peer))
+    const listener = this.#listen(task, place, () => udp.close(), tcp)
+    udp.on('message', (message, peer) => {
+      const now = this.#answerOrFail(task, message)
+      if (now === UPSTREAM) {
+        this.#fromUpstream(message, 'udp').then((response) => {
+          if (this.#listeners.get(task) === listener) udp.send(response, peer.port, peer.address)
+        }, (error: unknown) => this.#udpFailed(task, error))
+      } else if (now !== null) {
+        udp.send(now, peer.port, peer.address)
+      }
+    })
     udp.on('error', (error) => this.#log.warn({ err: error, task }, 'udp socket error'))
+  }
+
+  #listen (task: string, place: string, closeUdp: () => void, tcp: TcpServer): Listener {
+    const listener: Listener = { netns: place, closeUdp, tcp, connections: new Set() }
     tcp.on('connection', (connection) => this.#onConnection(task, listener, connection))
     tcp.on('error', (error) => this.#log.warn({ err: error, task }, 'tcp listener error'))
     this.#listeners.set(task, listener)
+    return listener
   }
 
   #detach (task: string): void {
     const listener = this.#listeners.get(task)
     if (!listener) return
     this.#listeners.delete(task)
-    listener.udp.close()
+    listener.closeUdp()
     listener.tcp.close()
     for (const connection of listener.connections) connection.destroy()
   }
 
-  #bind (netns: string): Promise<{ udp: UdpSocket, tcp: TcpServer }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn('ip', ['netns', 'exec', netns, process.execPath, BIND_HELPER, DNS_ADDRESS, String(this.#port)], {
-        stdio: ['ignore', 'ignore', 'pipe', 'ipc']
+  /** 127.0.0.11:port inside `netns`: a UDP descriptor and a listening TCP server. */
+  async #bind (netns: string): Promise<{ udp: number, tcp: TcpServer }> {
+    const path = join(NETNS_DIR, netns)
+    const udp = bindInNamespace(path, 'udp', DNS_ADDRESS, this.#port)
+    let tcpFd: number
+    try {
+      tcpFd = bindInNamespace(path, 'tcp', DNS_ADDRESS, this.#port)
+    } catch (error) {
+      closeDescriptor(udp)
+      throw error
+    }
+    const tcp = createServer()
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject)
+        tcp.listen({ fd: tcpFd, backlog: TCP_BACKLOG }, () => { tcp.off('error', reject); resolve() })
       })
-      let stderr = ''
-      let udp: UdpSocket | null = null
-      let tcp: TcpServer | null = null
-      const timer = setTimeout(() => { child.kill('SIGKILL') }, BIND_TIMEOUT_MS)
-      child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-      child.on('message', (message: { kind?: string, error?: string }, handle: unknown) => {
-        if (message.error) stderr += message.error
-        if (message.kind === 'udp') udp = handle as UdpSocket
-        if (message.kind === 'tcp') tcp = handle as TcpServer
-      })
-      child.on('error', (error) => { clearTimeout(timer); reject(error) })
-      child.on('exit', (code) => {
-        clearTimeout(timer)
-        if (udp && tcp) resolve({ udp, tcp })
-        else {
-          udp?.close()
-          tcp?.close()
-          reject(new Error(`binding ${DNS_ADDRESS}:${this.#port} in ${netns} failed (exit ${code}): ${stderr.trim() || 'no socket received'}`))
-        }
-      })
-    })
+    } catch (error) {
+      closeDescriptor(udp)
+      tcp.close()
+      throw error
+    }
+    return { udp, tcp }
   }
 
-  // Synchronous unless the answer must come from upstream: no promise per query on the hot path.
-  #onDatagram (task: string, listener: Listener, message: Buffer, peer: RemoteInfo): void {
-    let now: Buffer | null | typeof UPSTREAM
+  /** #answerNow, with a failure logged and answered by silence (a UDP client retries). */
+  #answerOrFail (task: string, query: Buffer): Buffer | null | typeof UPSTREAM {
     try {
-      now = this.#answerNow(task, message, 'udp')
+      return this.#answerNow(task, query, 'udp')
     } catch (error) {
       this.#udpFailed(task, error)
-      return
-    }
-    if (now === UPSTREAM) {
-      this.#fromUpstream(message, 'udp').then((response) => this.#reply(task, listener, response, peer), (error: unknown) => this.#udpFailed(task, error))
-    } else if (now !== null) {
-      this.#reply(task, listener, now, peer)
+      return null
     }
   }
 
   #udpFailed (task: string, error: unknown): void {
     this.#log.error({ err: error, task }, 'udp query failed')
-  }
-
-  /** Sends on `listener` only while it still serves `task` (a detached socket is closed). */
-  #reply (task: string, listener: Listener, response: Buffer, peer: RemoteInfo): void {
-    if (this.#listeners.get(task) === listener) listener.udp.send(response, peer.port, peer.address)
   }
 
   #onConnection (task: string, listener: Listener, connection: TcpSocket): void {

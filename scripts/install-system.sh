@@ -2,6 +2,7 @@
 # Installs the system tools weft's lab and tests use (Debian/Ubuntu). Idempotent: does nothing
 # when every tool is already present, and runs `apt-get update` at most once.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-system.sh: must run as root (it installs packages with apt-get)" >&2
@@ -47,6 +48,18 @@ fi
 
 if ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm
+fi
+
+# g++, make and python3: node-gyp builds dnsd's native addon (scripts/build-native.sh) with them;
+# Debian's nodejs package brings the Node-API headers it compiles against.
+for cmd in g++ make python3; do
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    apt_install g++ make python3
+    break
+  fi
+done
+if [ ! -f /usr/include/node/node_api.h ] && ! ls node_modules/node/node_modules/node-*/include/node/node_api.h >/dev/null 2>&1; then
+  apt_install nodejs
 fi
 
 echo "install-system.sh: system tools present"
