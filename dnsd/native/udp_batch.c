@@ -37,6 +37,9 @@ typedef struct {
   napi_env env;
   napi_ref on_batch;
   napi_ref self;
+  /* Calls from the event loop go through napi_make_callback: Node then runs the promise jobs and
+     nextTicks they queued (a forwarded query's send, say) as after any of its own I/O callbacks. */
+  napi_async_context async_context;
   /* JavaScript's memory, held by these references until close: C writes into it only while open. */
   napi_ref buffer_ref, lengths_ref, peers_ref;
   unsigned char *buffer;
@@ -171,7 +174,7 @@ static void on_readable (uv_poll_t *poll, int status, int events) {
     napi_get_reference_value(b->env, b->on_batch, &on_batch);
     napi_get_reference_value(b->env, b->self, &self);
     napi_create_uint32(b->env, (uint32_t)n, &argv[0]);
-    if (napi_call_function(b->env, self, on_batch, 1, argv, &replies) == napi_ok) {
+    if (napi_make_callback(b->env, b->async_context, self, on_batch, 1, argv, &replies) == napi_ok) {
       bool is_array = false;
       napi_is_array(b->env, replies, &is_array);
       if (is_array) send_replies(b, replies, (uint32_t)n);
@@ -225,6 +228,9 @@ static napi_value open_batch (napi_env env, napi_callback_info info) {
   napi_create_reference(env, peers, 1, &b->peers_ref);
   napi_create_reference(env, argv[1], 1, &b->on_batch);
   napi_create_reference(env, argv[2], 1, &b->self);
+  napi_value resource_name;
+  napi_create_string_utf8(env, "dnsd:udp-batch", NAPI_AUTO_LENGTH, &resource_name);
+  napi_async_init(env, argv[2], resource_name, &b->async_context);
   b->poll.data = b;
   uv_poll_start(&b->poll, UV_READABLE, on_readable);
 
@@ -269,6 +275,7 @@ static napi_value close_batch (napi_env env, napi_callback_info info) {
   napi_delete_reference(env, b->buffer_ref);
   napi_delete_reference(env, b->lengths_ref);
   napi_delete_reference(env, b->peers_ref);
+  napi_async_destroy(env, b->async_context);
   uv_close((uv_handle_t *)&b->poll, on_closed);
   return NULL;
 }
