@@ -17,6 +17,7 @@
  * names individual tasks.
  */
 import type { DesiredState, Endpoint, RemoteEndpoint, Service } from '../netd/desired-state.ts'
+import { parseIpv4 } from '../netd/ipv4.ts'
 import { CLASS_IN, TYPE_A, TYPE_PTR, TYPE_SRV, encodeName, nameKeyOf } from './wire.ts'
 
 /** A VIP lives as long as its service: changes only when the service is removed or re-attached. */
@@ -297,9 +298,9 @@ function writeRrHeader (rr: Buffer, at: number, type: number, ttl: number, rdlen
   rr.writeUInt16BE(rdlength, at + 8)
 }
 
+/** `ip` comes from a validated document, so it parses. */
 function writeIPv4 (rr: Buffer, at: number, ip: string): void {
-  const parts = ip.split('.')
-  for (let i = 0; i < 4; i++) rr[at + i] = Number(parts[i]) & 0xff
+  rr.writeUInt32BE(parseIpv4(ip)!, at)
 }
 
 const EMPTY: readonly Buffer[] = Object.freeze([])

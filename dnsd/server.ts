@@ -127,40 +127,51 @@ export class DnsServer {
    * netd's task namespaces, or the standalone server on IPv4, where `place` names the listen address.
    */
   adoptBatch (task: string, place: string, udpFd: number, tcp: TcpServer): void {
-    const udp: BatchUdpSocket = new BatchUdpSocket(udpFd, (query, peer) => {
-      const now = this.#answerOrFail(task, query)
-      if (now !== UPSTREAM) return now
-      // The query is a view into the receive buffer, reused by the next batch: the wait needs a copy.
-      this.#fromUpstream(Buffer.from(query), 'udp').then((response) => {
-        if (this.#listeners.get(task) === listener) udp.send(response, peer)
-      }, (error: unknown) => this.#udpFailed(task, error))
-      return null
-    }, (error) => this.#udpFailed(task, error))
-    const listener = this.#listen(task, place, () => udp.close(), tcp)
+    const listener = this.#listen(task, place, tcp)
+    const udp: BatchUdpSocket = new BatchUdpSocket(udpFd, (query, peer) => this.#answerDatagram(task, listener, query, (response) => udp.send(response, peer)),
+      (error) => this.#udpFailed(task, error))
+    listener.closeUdp = () => udp.close()
   }
 
   /** `adoptBatch` for a node:dgram socket: the standalone server on IPv6, and tests. */
   adopt (task: string, place: string, udp: UdpSocket, tcp: TcpServer): void {
-    const listener = this.#listen(task, place, () => udp.close(), tcp)
+    const listener = this.#listen(task, place, tcp)
+    listener.closeUdp = () => udp.close()
     udp.on('message', (message, peer) => {
-      const now = this.#answerOrFail(task, message)
-      if (now === UPSTREAM) {
-        this.#fromUpstream(message, 'udp').then((response) => {
-          if (this.#listeners.get(task) === listener) udp.send(response, peer.port, peer.address)
-        }, (error: unknown) => this.#udpFailed(task, error))
-      } else if (now !== null) {
-        udp.send(now, peer.port, peer.address)
-      }
+      const send = (response: Buffer): void => { udp.send(response, peer.port, peer.address) }
+      const now = this.#answerDatagram(task, listener, message, send)
+      if (now !== null) send(now)
     })
     udp.on('error', (error) => this.#log.warn({ err: error, task }, 'udp socket error'))
   }
 
-  #listen (task: string, place: string, closeUdp: () => void, tcp: TcpServer): Listener {
-    const listener: Listener = { netns: place, closeUdp, tcp, connections: new Set() }
+  #listen (task: string, place: string, tcp: TcpServer): Listener {
+    const listener: Listener = { netns: place, closeUdp: () => {}, tcp, connections: new Set() }
     tcp.on('connection', (connection) => this.#onConnection(task, listener, connection))
     tcp.on('error', (error) => this.#log.warn({ err: error, task }, 'tcp listener error'))
     this.#listeners.set(task, listener)
     return listener
+  }
+
+  /**
+   * The answer to a UDP query to send now, or null. An answer that must come from upstream is
+   * given to `sendLater` when it arrives, if `listener` still serves `task` (a detached socket is closed).
+   */
+  #answerDatagram (task: string, listener: Listener, query: Buffer, sendLater: (response: Buffer) => void): Buffer | null {
+    let now: Buffer | null | typeof UPSTREAM
+    try {
+      now = this.#answerNow(task, query, 'udp')
+    } catch (error) {
+      // Answered by silence: a UDP client retries.
+      this.#udpFailed(task, error)
+      return null
+    }
+    if (now !== UPSTREAM) return now
+    // A batch's query is a view into the receive buffer the next batch reuses: the wait needs a copy.
+    this.#fromUpstream(Buffer.from(query), 'udp').then((response) => {
+      if (this.#listeners.get(task) === listener) sendLater(response)
+    }, (error: unknown) => this.#udpFailed(task, error))
+    return null
   }
 
   #detach (task: string): void {
@@ -195,16 +206,6 @@ export class DnsServer {
       throw error
     }
     return { udp, tcp }
-  }
-
-  /** #answerNow, with a failure logged and answered by silence (a UDP client retries). */
-  #answerOrFail (task: string, query: Buffer): Buffer | null | typeof UPSTREAM {
-    try {
-      return this.#answerNow(task, query, 'udp')
-    } catch (error) {
-      this.#udpFailed(task, error)
-      return null
-    }
   }
 
   #udpFailed (task: string, error: unknown): void {

@@ -17,6 +17,7 @@
  * once per distinct set, not once per task.
  */
 import type { DesiredState, Endpoint, RemoteEndpoint } from '../netd/desired-state.ts'
+import { parseIpv4 } from '../netd/ipv4.ts'
 
 export type Scheduler = 'rr' | 'sh'
 export type Protocol = 'tcp' | 'udp'
@@ -96,21 +97,6 @@ export interface LbSpecOptions {
   readonly ingressLeg: IngressLeg | null
 }
 
-export function ipToNumber (ip: string): number {
-  let n = 0
-  let part = 0
-  for (let i = 0; i < ip.length; i++) {
-    const c = ip.charCodeAt(i)
-    if (c === 46) {
-      n = n * 256 + part
-      part = 0
-    } else {
-      part = part * 10 + c - 48
-    }
-  }
-  return n * 256 + part
-}
-
 function byKey (x: { key: string }, y: { key: string }): number {
   return x.key < y.key ? -1 : x.key > y.key ? 1 : 0
 }
@@ -124,7 +110,8 @@ export function lbSpec (doc: DesiredState, options: LbSpecOptions): LbSpec {
     if (byNetwork === undefined) members.set(e.service, byNetwork = new Map())
     let list = byNetwork.get(e.network)
     if (list === undefined) byNetwork.set(e.network, list = [])
-    list.push({ n: ipToNumber(e.ip), backend: { ip: e.ip, task: e.task ?? null, healthy: e.healthy, local } })
+    // The document is validated: every address parses.
+    list.push({ n: parseIpv4(e.ip)!, backend: { ip: e.ip, task: e.task ?? null, healthy: e.healthy, local } })
   }
   for (const e of doc.endpoints) add(e, true)
   for (const e of doc.remoteEndpoints) add(e, false)

@@ -6,6 +6,7 @@
  * exactly what `Address4.isValid` accepts for an address without a prefix
  * (unit-tested against it): four decimal octets up to 255, no leading zeros,
  * nothing around them. Subnets stay with ip-address: a few per document.
+ * lb sorts backends and dnsd encodes A records with it too.
  */
 
 /** The address as an unsigned 32-bit number, or null when `text` is not a plain IPv4 address. */

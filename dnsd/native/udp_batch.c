@@ -60,10 +60,20 @@ static napi_value throw_errno (napi_env env, const char *what, int error) {
   return NULL;
 }
 
+/* The call's first `count` arguments into argv (undefined where JavaScript passed fewer). */
+static void arguments (napi_env env, napi_callback_info info, size_t count, napi_value *argv) {
+  napi_get_cb_info(env, info, &count, argv, NULL, NULL);
+}
+
+static int32_t int_value (napi_env env, napi_value value) {
+  int32_t n = -1;
+  napi_get_value_int32(env, value, &n);
+  return n;
+}
+
 static napi_value bind_socket (napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  arguments(env, info, 5, argv);
   char netns[512] = "";
   char kind[8] = "";
   char host[64] = "";
@@ -154,15 +164,8 @@ static void on_readable (uv_poll_t *poll, int status, int events) {
   napi_handle_scope scope;
   napi_open_handle_scope(b->env, &scope);
   for (int round = 0; round < 16 && !b->closed; round++) {
-    for (int i = 0; i < BATCH; i++) {
-      b->iov[i].iov_base = b->buffer + (size_t)i * SLOT;
-      b->iov[i].iov_len = SLOT;
-      memset(&b->messages[i], 0, sizeof b->messages[i]);
-      b->messages[i].msg_hdr.msg_iov = &b->iov[i];
-      b->messages[i].msg_hdr.msg_iovlen = 1;
-      b->messages[i].msg_hdr.msg_name = &b->addresses[i];
-      b->messages[i].msg_hdr.msg_namelen = sizeof b->addresses[i];
-    }
+    /* The kernel shortens msg_namelen to each sender's address; everything else stays as open() set it. */
+    for (int i = 0; i < BATCH; i++) b->messages[i].msg_hdr.msg_namelen = sizeof b->addresses[i];
     int n = recvmmsg(b->fd, b->messages, BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0) break;
     for (int i = 0; i < n; i++) {
@@ -192,18 +195,17 @@ static void on_closed (uv_handle_t *handle) {
   free(handle->data);
 }
 
-static batch_t *unwrap (napi_env env, napi_value external) {
+/* The open batch a call's first argument names, or NULL once it is closed. */
+static batch_t *open_batch_argument (napi_env env, napi_value external) {
   batch_t *b = NULL;
   napi_get_value_external(env, external, (void **)&b);
-  return b;
+  return b == NULL || b->closed ? NULL : b;
 }
 
 static napi_value open_batch (napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t fd;
-  napi_get_value_int32(env, argv[0], &fd);
+  arguments(env, info, 3, argv);
+  int32_t fd = int_value(env, argv[0]);
   batch_t *b = calloc(1, sizeof *b);
   b->fd = fd;
   b->env = env;
@@ -223,6 +225,13 @@ static napi_value open_batch (napi_env env, napi_callback_info info) {
   napi_create_arraybuffer(env, 2 * BATCH * sizeof *b->peers, &data, &peers_buffer);
   b->peers = data;
   napi_create_typedarray(env, napi_uint32_array, 2 * BATCH, peers_buffer, 0, &peers);
+  for (int i = 0; i < BATCH; i++) {
+    b->iov[i].iov_base = b->buffer + (size_t)i * SLOT;
+    b->iov[i].iov_len = SLOT;
+    b->messages[i].msg_hdr.msg_iov = &b->iov[i];
+    b->messages[i].msg_hdr.msg_iovlen = 1;
+    b->messages[i].msg_hdr.msg_name = &b->addresses[i];
+  }
   napi_create_reference(env, buffer, 1, &b->buffer_ref);
   napi_create_reference(env, lengths, 1, &b->lengths_ref);
   napi_create_reference(env, peers, 1, &b->peers_ref);
@@ -245,11 +254,10 @@ static napi_value open_batch (napi_env env, napi_callback_info info) {
 
 /* sendTo(handle, buffer, address, port): one reply outside a batch (an answer that had to wait). */
 static napi_value send_to (napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  batch_t *b = unwrap(env, argv[0]);
-  if (b == NULL || b->closed) return NULL;
+  arguments(env, info, 4, argv);
+  batch_t *b = open_batch_argument(env, argv[0]);
+  if (b == NULL) return NULL;
   void *data;
   size_t length;
   uint32_t address, port;
@@ -262,11 +270,10 @@ static napi_value send_to (napi_env env, napi_callback_info info) {
 }
 
 static napi_value close_batch (napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  batch_t *b = unwrap(env, argv[0]);
-  if (b == NULL || b->closed) return NULL;
+  arguments(env, info, 1, argv);
+  batch_t *b = open_batch_argument(env, argv[0]);
+  if (b == NULL) return NULL;
   b->closed = 1;
   uv_poll_stop(&b->poll);
   close(b->fd);
@@ -282,11 +289,9 @@ static napi_value close_batch (napi_env env, napi_callback_info info) {
 
 /* localPort(fd): the port a socket is bound to (what port 0 became). */
 static napi_value local_port (napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1], result;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t fd;
-  napi_get_value_int32(env, argv[0], &fd);
+  arguments(env, info, 1, argv);
+  int32_t fd = int_value(env, argv[0]);
   struct sockaddr_in address;
   socklen_t length = sizeof address;
   if (getsockname(fd, (struct sockaddr *)&address, &length) != 0) return throw_errno(env, "getsockname", errno);
@@ -296,12 +301,9 @@ static napi_value local_port (napi_env env, napi_callback_info info) {
 
 /* closeFd(fd): for a descriptor bind() gave that will not be served after all. */
 static napi_value close_fd (napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t fd;
-  napi_get_value_int32(env, argv[0], &fd);
-  close(fd);
+  arguments(env, info, 1, argv);
+  close(int_value(env, argv[0]));
   return NULL;
 }
 

@@ -15,12 +15,10 @@
  * in the cmd check, whose command is a shell command by definition: addresses, ports and paths
  * are passed as arguments, never spliced into a script.
  */
-import { access, constants } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { ExecTarget } from '../runtime/exec.ts'
 import { isAlive } from '../runtime/proc.ts'
 import { execArgv, type Tools } from '../runtime/launch.ts'
-import { findTools, TOOL_PATH } from '../runtime/tools.ts'
+import { findTools, TOOL_PATH, which } from '../runtime/tools.ts'
 import { capture, type CaptureOutcome } from './capture.ts'
 import { EXIT_HEALTHY, EXIT_PROBE_ERROR, EXIT_UNHEALTHY } from './health-machine.ts'
 import type { Healthcheck, HealthResult } from './health-spec.ts'
@@ -55,20 +53,15 @@ export const TCP_CONNECT_SCRIPT = 'exec 3<>"/dev/tcp/$1/$2"'
 /** curl's exit status when --max-time ran out. */
 const CURL_TIMED_OUT = 28
 
-async function which (name: string, dirs: readonly string[]): Promise<string> {
-  for (const dir of dirs) {
-    const candidate = join(dir, name)
-    try {
-      await access(candidate, constants.X_OK)
-      return candidate
-    } catch { /* next directory */ }
-  }
-  throw new Error(`health probes need ${name} in ${dirs.join(':')}`)
+async function probeTool (name: string, dirs: readonly string[]): Promise<string> {
+  const path = await which(name, dirs)
+  if (path === null) throw new Error(`health probes need ${name} in ${dirs.join(':')}`)
+  return path
 }
 
 /** Finds the tools by absolute path, as the runtime does: netd's PATH never decides what runs as root. */
 export async function findProbeTools (dirs: readonly string[] = TOOL_PATH): Promise<ProbeTools> {
-  const [runtime, bash, curl] = await Promise.all([findTools(dirs), which('bash', dirs), which('curl', dirs)])
+  const [runtime, bash, curl] = await Promise.all([findTools(dirs), probeTool('bash', dirs), probeTool('curl', dirs)])
   return Object.freeze({ runtime, bash, curl })
 }
 

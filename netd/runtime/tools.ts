@@ -14,7 +14,8 @@ import type { Tools } from './launch.ts'
 /** Where tools are looked for: the usual system directories, whatever netd's own PATH is. */
 export const TOOL_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']
 
-async function which (name: string, dirs: readonly string[]): Promise<string | null> {
+/** The first executable `name` in `dirs`, by absolute path; null when there is none. */
+export async function which (name: string, dirs: readonly string[]): Promise<string | null> {
   for (const dir of dirs) {
     const candidate = join(dir, name)
     try {

@@ -5,6 +5,7 @@
  */
 import t from 'tap'
 import { requireRoot } from '../helpers/root.ts'
+import { removeTaskLeftovers } from '../helpers/runtime-leftovers.ts'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -14,8 +15,6 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { pino } from 'pino'
 import { TaskRuntime } from '../../netd/runtime/runtime.ts'
-import { isAlive } from '../../netd/runtime/proc.ts'
-import { listTaskIds, readRecord, taskDir } from '../../netd/runtime/task-dir.ts'
 import { HealthMonitor } from '../../netd/health/monitor.ts'
 import { probeTargetOf, type ProbeTarget } from '../../netd/health/probe-target.ts'
 import { findProbeTools, runProbe, type ProbeCheck } from '../../netd/health/probes.ts'
@@ -42,16 +41,7 @@ const running = (child: ChildProcess): boolean => child.pid !== undefined && chi
 async function cleanup (): Promise<void> {
   for (const server of servers) if (running(server)) process.kill(server.pid as number, 'SIGKILL')
   await runtime?.close({ stopTasks: true, graceMs: 200 }).catch(() => undefined)
-  // Whatever a failed test left of the task: its recorded processes, by pid and start time only.
-  for (const task of await listTaskIds(stateDir).catch(() => [] as string[])) {
-    const record = await readRecord(taskDir(stateDir, task)).catch(() => null)
-    if (record?.init && (await isAlive(record.init))) process.kill(record.init.pid, 'SIGKILL')
-    if (record?.supervisor && (await isAlive(record.supervisor))) process.kill(-record.supervisor.pid, 'SIGKILL')
-  }
-  const { stdout } = await run('ip', ['netns', 'list'])
-  for (const ns of stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(PREFIX))) {
-    await run('ip', ['netns', 'del', ns]).catch(() => undefined)
-  }
+  await removeTaskLeftovers(stateDir, PREFIX)
   await rm(scratch, { recursive: true, force: true })
 }
 t.teardown(cleanup)

@@ -5,6 +5,7 @@
  */
 import t from 'tap'
 import { requireRoot } from '../helpers/root.ts'
+import { removeTaskLeftovers } from '../helpers/runtime-leftovers.ts'
 import { execFile } from 'node:child_process'
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -16,7 +17,7 @@ import { pino } from 'pino'
 import { TaskRuntime } from '../../netd/runtime/runtime.ts'
 import { execInTask, findExecTarget, type ExecTarget } from '../../netd/runtime/exec.ts'
 import { childrenOf, cmdline, identify, isAlive, type ProcessIdentity } from '../../netd/runtime/proc.ts'
-import { listTaskIds, readRecord, taskDir } from '../../netd/runtime/task-dir.ts'
+import { readRecord, taskDir } from '../../netd/runtime/task-dir.ts'
 import type { TaskStatus } from '../../netd/runtime/status.ts'
 import type { TaskProcessSpecInput } from '../../netd/runtime/spec.ts'
 
@@ -34,16 +35,7 @@ const runtimes: TaskRuntime[] = []
 
 async function cleanup (): Promise<void> {
   for (const runtime of runtimes) await runtime.close({ stopTasks: true, graceMs: 200 }).catch(() => undefined)
-  // Whatever a failed test left: every recorded process of ours, by pid and start time only.
-  for (const task of await listTaskIds(stateDir)) {
-    const record = await readRecord(taskDir(stateDir, task)).catch(() => null)
-    if (record?.init && (await isAlive(record.init))) process.kill(record.init.pid, 'SIGKILL')
-    if (record?.supervisor && (await isAlive(record.supervisor))) process.kill(-record.supervisor.pid, 'SIGKILL')
-  }
-  const { stdout } = await run('ip', ['netns', 'list'])
-  for (const ns of stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(PREFIX))) {
-    await run('ip', ['netns', 'del', ns]).catch(() => undefined)
-  }
+  await removeTaskLeftovers(stateDir, PREFIX)
   await rm(join('/etc/netns', NS), { recursive: true, force: true })
   await rm(scratch, { recursive: true, force: true })
 }

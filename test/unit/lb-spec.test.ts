@@ -3,7 +3,8 @@
  */
 import t from 'tap'
 import { lbFixture, lbFixtureInput, lbFixtureSpec, LEG } from '../fixtures/lb-doc.ts'
-import { ipToNumber, lbSpec } from '../../lb/spec.ts'
+import { lbSpec } from '../../lb/spec.ts'
+import { parseIpv4 } from '../../netd/ipv4.ts'
 
 const spec = lbFixtureSpec()
 const vips = (netns: string): string[] => spec.tasks.get(netns)?.frontends.map((f) => `${f.vip} ${f.serviceName} ${f.scheduler}`) ?? []
@@ -38,8 +39,8 @@ t.test('a VIP\'s backends: the service\'s tasks on that network, local and remot
   const api = spec.tasks.get('ns-b1')!.frontends[2]!
   t.same(api.backends.map((b) => b.ip), ['10.0.2.30', '10.0.2.31'], 'sorted by address, not document order')
   t.same(spec.tasks.get('ns-c1')!.frontends[1]!.backends, [], 'idle: no task')
-  t.ok(ipToNumber('10.0.2.9') < ipToNumber('10.0.2.30'), 'numeric, not textual, order')
-  t.equal(ipToNumber('255.255.255.255'), 2 ** 32 - 1)
+  t.ok(parseIpv4('10.0.2.9')! < parseIpv4('10.0.2.30')!, 'numeric, not textual, order')
+  t.equal(parseIpv4('255.255.255.255'), 2 ** 32 - 1)
 })
 
 t.test('published ports: ingress mode over the ingress network, host mode over local tasks', async (t) => {
