@@ -1,11 +1,12 @@
 /**
  * Kernel side of a lab: creates its namespaces, veths and bridge with batched iproute2 (one
- * spawn for the root namespace, one per namespace), writes the per-namespace resolv.conf that
+ * spawn for the root namespace, one per namespace), makes the underlay bridge a plain switch, writes the per-namespace resolv.conf that
  * `ip netns exec` bind-mounts, and finds or deletes namespaces by prefix.
  */
 
 import fs from 'node:fs/promises'
 import path from 'node:path'
+import { BRIDGE_NETFILTER_SYSCTLS } from '../netd/kernel-state.ts'
 import { LabError, LabErrorCode } from './errors.ts'
 import { deleteNetnsScript, netnsScripts, rootScript } from './ip-plan.ts'
 import { runChecked, runCommand } from './run-command.ts'
@@ -22,6 +23,9 @@ export async function createNetwork(topology: LabTopology): Promise<void> {
   }
   await runChecked(['ip', '-batch', '-'], { input: rootScript(topology) })
   await Promise.all(netnsScripts(topology).map(({ netns, script }) => runChecked(['ip', '-n', netns, '-batch', '-'], { input: script })))
+  // The underlay stands for a physical switch, which hands no frame to the hosts' netfilter; -e: a kernel
+  // without br_netfilter has nothing to turn off.
+  await runChecked(['ip', 'netns', 'exec', topology.underlay.netns, 'sysctl', '-e', '-q', '-w', ...BRIDGE_NETFILTER_SYSCTLS.map((name) => `${name}=0`)])
 }
 
 /** Every named namespace starting with prefix, including ones netd made under its own sub-prefix. */

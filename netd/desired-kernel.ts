@@ -26,6 +26,7 @@ export function desiredKernel (doc: DesiredState, node: NodeIdentity): KernelSta
       netns: networkNamespaceName(node.prefix, network.id),
       network: network.id,
       loUp: true,
+      bridgeNetfilter: false,
       bridge: { ifname: BRIDGE, mtu, up: true },
       vxlan: {
         ifname: VXLAN,

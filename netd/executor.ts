@@ -5,7 +5,7 @@
  * every failure is reported together in one error.
  */
 import type { Command } from './plan.ts'
-import type { IprouteRunner } from './iproute.ts'
+import type { IprouteRunner, Tool } from './iproute.ts'
 import { NetdError } from './errors.ts'
 
 export interface ExecutionReport {
@@ -20,7 +20,7 @@ export interface ExecutionReport {
 const ALREADY_GONE = /Cannot find device|No such file or directory|No such device|Cannot remove namespace/
 const isRemoval = (line: string): boolean => /^(link del|netns del|fdb del|neigh flush) /.test(line)
 
-interface Batch { tool: 'ip' | 'bridge', netns: string | null, lines: string[] }
+interface Batch { tool: Tool, netns: string | null, lines: string[] }
 
 export function groupIntoBatches (commands: readonly Command[]): Batch[][] {
   const stages = new Map<number, Map<string, Batch>>()

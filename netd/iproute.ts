@@ -1,10 +1,12 @@
 /**
  * The narrow port between netd and the kernel: iproute2 run in batch mode
  * (one process per namespace per stage, never one per object) and its JSON
- * dumps. The real implementation spawns `ip`/`bridge`; tests of the pure
- * layers never need it, and a faulty wrapper can stand in to test failures.
+ * dumps, and `sysctl` for the few per-namespace settings iproute2 cannot
+ * reach. The real implementation spawns `ip`/`bridge`/`sysctl`; tests of the
+ * pure layers never need it, and a faulty wrapper can stand in to test failures.
  */
 import { spawn } from 'node:child_process'
+import { inNamespace } from '../lb/exec.ts'
 
 export interface BatchFailure {
   /** 0-based index of the failed line in the batch; -1 when iproute2 did not say which. */
@@ -17,11 +19,16 @@ export interface BatchResult {
   failures: BatchFailure[]
 }
 
+/** `sysctl` lines are `name=value`; a name the kernel does not have (its module not loaded) is skipped. */
+export type Tool = 'ip' | 'bridge' | 'sysctl'
+
 export interface IprouteRunner {
-  /** Runs lines through `ip -batch` or `bridge -batch` in a namespace (null: netd's own). */
-  batch (tool: 'ip' | 'bridge', netns: string | null, lines: readonly string[]): Promise<BatchResult>
+  /** Runs lines through `ip -batch`, `bridge -batch` or `sysctl -w` in a namespace (null: netd's own). */
+  batch (tool: Tool, netns: string | null, lines: readonly string[]): Promise<BatchResult>
   /** Runs one JSON-emitting command per line and returns each line's parsed output. */
   dump (tool: 'ip' | 'bridge', netns: string | null, lines: readonly string[]): Promise<unknown[]>
+  /** The values of those of `names` the namespace's kernel has. */
+  sysctls (netns: string, names: readonly string[]): Promise<Map<string, string>>
   /** Names of the network namespaces that exist. */
   namespaces (): Promise<string[]>
 }
@@ -67,9 +74,29 @@ function namespaceArgs (netns: string | null): string[] {
   return netns === null ? [] : ['-n', netns]
 }
 
+/** sysctl has no namespace option. */
+function sysctlCommand (netns: string | null, args: readonly string[]): [string, string[]] {
+  const [command, ...rest] = inNamespace(netns, ['sysctl', ...args])
+  return [command!, rest]
+}
+
+/** `sysctl` output: `name = value` per line. */
+export function parseSysctls (stdout: string): Map<string, string> {
+  const values = new Map<string, string>()
+  for (const line of stdout.split('\n')) {
+    const equals = line.indexOf(' = ')
+    if (equals > 0) values.set(line.slice(0, equals).trim(), line.slice(equals + 3).trim())
+  }
+  return values
+}
+
 export const iproute: IprouteRunner = {
   async batch (tool, netns, lines) {
     if (lines.length === 0) return { failures: [] }
+    if (tool === 'sysctl') {
+      const result = await run(...sysctlCommand(netns, ['-e', '-q', '-w', ...lines]), '')
+      return { failures: result.code === 0 ? [] : [{ index: -1, message: result.stderr.trim() || `sysctl exited ${result.code}` }] }
+    }
     // -force: keep going after a failed line, so one bad object does not leave the rest of the batch undone.
     const result = await run(tool, [...namespaceArgs(netns), '-force', '-batch', '-'], lines.join('\n') + '\n')
     if (result.code === 0) return { failures: [] }
@@ -83,6 +110,12 @@ export const iproute: IprouteRunner = {
     const outputs = result.stdout.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as unknown)
     while (outputs.length < lines.length) outputs.push([])
     return outputs
+  },
+
+  async sysctls (netns, names) {
+    const result = await run(...sysctlCommand(netns, ['-e', ...names]), '')
+    if (result.code !== 0) throw new Error(`sysctl ${netns}: ${result.stderr.trim()}`)
+    return parseSysctls(result.stdout)
   },
 
   async namespaces () {

@@ -4,7 +4,7 @@
  * I/O around them, a handful of batched dumps per namespace.
  */
 import {
-  BRIDGE, HOST_VXLAN_PREFIX, INGRESS_LEG, NETWORK_ALIAS_PREFIX, TASK_ALIAS_PREFIX, VXLAN, emptyKernelState,
+  BRIDGE, BRIDGE_NETFILTER_SYSCTLS, HOST_VXLAN_PREFIX, INGRESS_LEG, NETWORK_ALIAS_PREFIX, TASK_ALIAS_PREFIX, VXLAN, emptyKernelState,
   type IngressLeg, type KernelState, type NetworkNamespace, type PortLink, type TaskNamespace
 } from './kernel-state.ts'
 import type { IprouteRunner } from './iproute.ts'
@@ -28,10 +28,11 @@ interface RouteEntry { dst: string, gateway?: string }
 const isUp = (link: IpLink): boolean => link.flags?.includes('UP') ?? false
 
 export function parseNetworkNamespace (
-  netns: string, network: string, links: IpLink[], neighbours: NeighbourEntry[], fdb: FdbEntry[]
+  netns: string, network: string, links: IpLink[], neighbours: NeighbourEntry[], fdb: FdbEntry[], sysctls: ReadonlyMap<string, string>
 ): NetworkNamespace {
+  const switches = BRIDGE_NETFILTER_SYSCTLS.flatMap((name) => sysctls.has(name) ? [sysctls.get(name) !== '0'] : [])
   const state: NetworkNamespace = {
-    netns, network, loUp: false, bridge: null, vxlan: null, strayLinks: [], ports: new Map(), fdb: new Map(), neighbours: new Map()
+    netns, network, loUp: false, bridgeNetfilter: switches.length === 0 ? null : switches.includes(true), bridge: null, vxlan: null, strayLinks: [], ports: new Map(), fdb: new Map(), neighbours: new Map()
   }
   for (const link of links) {
     const kind = link.linkinfo?.info_kind
@@ -135,9 +136,12 @@ export async function observeKernel (runner: IprouteRunner, prefix: string): Pro
     if (kind.kind === 'stray') {
       state.strayNamespaces.push(netns)
     } else if (kind.kind === 'network') {
-      const [links, neighbours] = await runner.dump('ip', netns, ['addr show', 'neigh show nud permanent'])
-      const [fdb] = await runner.dump('bridge', netns, ['fdb show'])
-      state.networks.set(kind.id, parseNetworkNamespace(netns, kind.id, links as IpLink[], neighbours as NeighbourEntry[], fdb as FdbEntry[]))
+      const [[links, neighbours], [fdb], sysctls] = await Promise.all([
+        runner.dump('ip', netns, ['addr show', 'neigh show nud permanent']),
+        runner.dump('bridge', netns, ['fdb show']),
+        runner.sysctls(netns, BRIDGE_NETFILTER_SYSCTLS)
+      ])
+      state.networks.set(kind.id, parseNetworkNamespace(netns, kind.id, links as IpLink[], neighbours as NeighbourEntry[], fdb as FdbEntry[], sysctls))
     } else {
       const [links, routes] = await runner.dump('ip', netns, ['addr show', 'route show default'])
       state.tasks.set(kind.id, parseTaskNamespace(netns, kind.id, links as IpLink[], routes as RouteEntry[]))

@@ -14,9 +14,10 @@
  * the kernel as it should be touches nothing, and running traffic is untouched.
  */
 import {
-  BRIDGE, INGRESS_LEG, INGRESS_PORT_KEY, NETWORK_ALIAS_PREFIX, TASK_ALIAS_PREFIX, VXLAN, hostVxlanName,
+  BRIDGE, BRIDGE_NETFILTER_SYSCTLS, INGRESS_LEG, INGRESS_PORT_KEY, NETWORK_ALIAS_PREFIX, TASK_ALIAS_PREFIX, VXLAN, hostVxlanName,
   type KernelState, type NetworkNamespace, type PortLink, type TaskInterface, type TaskNamespace, type VxlanLink
 } from './kernel-state.ts'
+import type { Tool } from './iproute.ts'
 
 export const Stage = {
   removeNamespaces: 0,
@@ -32,8 +33,8 @@ export interface Command {
   stage: StageNumber
   /** Namespace the command runs in; null for netd's own namespace. */
   netns: string | null
-  tool: 'ip' | 'bridge'
-  /** One line of `ip -batch` / `bridge -batch` input. */
+  tool: Tool
+  /** One line of `ip -batch` / `bridge -batch` input, or a sysctl's `name=value`. */
   line: string
   /** The drift this command repairs, for people (`netd check`, logs). */
   reason: string
@@ -41,7 +42,7 @@ export interface Command {
 
 export function plan (desired: KernelState, observed: KernelState): Command[] {
   const commands: Command[] = []
-  const emit = (stage: StageNumber, netns: string | null, tool: 'ip' | 'bridge', line: string, reason: string): void => {
+  const emit = (stage: StageNumber, netns: string | null, tool: Tool, line: string, reason: string): void => {
     commands.push({ stage, netns, tool, line, reason })
   }
 
@@ -74,7 +75,7 @@ export function plan (desired: KernelState, observed: KernelState): Command[] {
   return commands.sort((a, b) => a.stage - b.stage)
 }
 
-type Emit = (stage: StageNumber, netns: string | null, tool: 'ip' | 'bridge', line: string, reason: string) => void
+type Emit = (stage: StageNumber, netns: string | null, tool: Tool, line: string, reason: string) => void
 
 interface Removals { tasks: ReadonlySet<string>, networks: ReadonlySet<string> }
 
@@ -83,6 +84,10 @@ function planNetwork (want: NetworkNamespace, have: NetworkNamespace | null, obs
   const label = `network ${want.network}`
   if (!have) emit(Stage.createFromHost, null, 'ip', `netns add ${ns}`, `missing namespace of ${label}`)
   if (!have?.loUp) emit(Stage.configureNetworks, ns, 'ip', 'link set dev lo up', `loopback down in ${label}`)
+  // A new namespace is written blind: sysctl skips the names br_netfilter has not made (module not loaded).
+  if (want.bridgeNetfilter === false && (have === null || have.bridgeNetfilter === true)) {
+    for (const name of BRIDGE_NETFILTER_SYSCTLS) emit(Stage.configureNetworks, ns, 'sysctl', `${name}=0`, `bridged frames handed to netfilter in ${label}`)
+  }
   for (const stray of have?.strayLinks ?? []) {
     emit(Stage.removeObjects, ns, 'ip', `link del dev ${stray}`, `unexpected link ${stray} in ${label}`)
   }

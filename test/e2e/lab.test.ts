@@ -62,6 +62,16 @@ t.test('a 2-node lab', async (t) => {
     t.not(slow.code, 0, 'slow.lab.test times out')
   })
 
+  t.test('the underlay bridge is a plain switch: its frames do not go through netfilter', async (t) => {
+    const underlay = lab.netns('ul')
+    if (!existsSync('/proc/sys/net/bridge')) {
+      t.plan(0, 'br_netfilter is not in this kernel')
+      return
+    }
+    const value = await runCommand(['ip', 'netns', 'exec', underlay, 'sysctl', '-n', 'net.bridge.bridge-nf-call-iptables'])
+    t.equal(value.stdout.trim(), '0', value.stderr)
+  })
+
   t.test('the root namespace holds no lab address', async (t) => {
     const addrs = await runCommand(['ip', '-4', '-o', 'addr', 'show'])
     t.notMatch(addrs.stdout, /192\.168\.99\./)

@@ -117,6 +117,23 @@ t.test('netd check reports a deleted FDB entry as drift and reconcile repairs it
   t.ok(await ping('a1', '10.10.1.13'), 'a3 reachable again')
 })
 
+t.test('bridged frames are not handed to netfilter in network namespaces; turning that on is drift netd repairs', async (t) => {
+  const blueOnH2 = networkNamespaceName(`${lab.netns('h2')}-`, 'blue')
+  const read = async (): Promise<string> => (await execIn(blueOnH2, ['sysctl', '-n', 'net.bridge.bridge-nf-call-iptables'])).stdout.trim()
+  if ((await execIn(blueOnH2, ['test', '-d', '/proc/sys/net/bridge'])).code !== 0) {
+    t.plan(0, 'br_netfilter is not in this kernel: nothing to turn off')
+    return
+  }
+  t.equal(await read(), '0', 'off once netd built the namespace')
+  t.equal((await execIn(blueOnH2, ['sysctl', '-q', '-w', 'net.bridge.bridge-nf-call-iptables=1'])).code, 0)
+  const check = await lab.exec('h2', ['netd', 'check'])
+  t.equal(check.code, 1, 'check exits 1 on drift')
+  t.match(check.stdout, 'bridged frames handed to netfilter in network blue')
+  t.equal((await lab.exec('h2', ['netd', 'reconcile'])).code, 0)
+  t.equal(await read(), '0', 'off again after reconcile')
+  t.ok(await ping('a2', '10.10.1.13'), 'and the network carries traffic')
+})
+
 t.test('a TCP stream across hosts keeps flowing while netd restarts on both ends', async (t) => {
   const linksBefore = await execIn(cluster.taskNetns('a1'), ['ip', '-o', 'link', 'show', 'eth0'])
   const stream = cluster.probe('a1', 'stream', '10.10.1.12', '7000', '8')

@@ -34,7 +34,7 @@ const neighbours: Json[] = [
 ]
 
 t.test('parseNetworkNamespace reads lo, bridge, VXLAN, ports, FDB and neighbours; everything else is stray', async (t) => {
-  const state = parseNetworkNamespace('wt-n-blue', 'blue', [lo, br0, vx0, port, dummy], neighbours, fdb)
+  const state = parseNetworkNamespace('wt-n-blue', 'blue', [lo, br0, vx0, port, dummy], neighbours, fdb, new Map())
   t.equal(state.loUp, true)
   t.same(state.bridge, { ifname: 'br0', mtu: 1450, up: true })
   t.same(state.vxlan, { ifname: 'vx0', mtu: 1450, up: true, vni: 42, local: '192.168.5.1', port: 4789, learning: false, proxy: true, master: 'br0' })
@@ -48,7 +48,7 @@ t.test('parseNetworkNamespace: down links, no master, learning on', async (t) =>
   const downVx = { ...vx0, flags: ['BROADCAST', 'MULTICAST'], master: undefined, linkinfo: { info_kind: 'vxlan', info_data: { id: 7, local: '192.168.5.1', port: 4789, learning: true, proxy: false } } }
   const downLo = { ...lo, flags: ['LOOPBACK'] }
   const loosePort = { ...port, flags: ['BROADCAST', 'MULTICAST'], master: undefined }
-  const state = parseNetworkNamespace('wt-n-blue', 'blue', [downLo, downVx, loosePort], [], [])
+  const state = parseNetworkNamespace('wt-n-blue', 'blue', [downLo, downVx, loosePort], [], [], new Map())
   t.equal(state.loUp, false)
   t.equal(state.bridge, null)
   t.match(state.vxlan, { vni: 7, up: false, learning: true, proxy: false, master: null })
@@ -59,16 +59,24 @@ t.test('parseNetworkNamespace: a link with our name but the wrong kind, or a vet
   const fakeVx = { ...dummy, ifname: 'vx0' }
   const fakeBr = { ...vx0, ifname: 'br0' }
   const untagged = { ...port, ifalias: undefined }
-  const state = parseNetworkNamespace('wt-n-blue', 'blue', [fakeVx, fakeBr, untagged], [], [])
+  const state = parseNetworkNamespace('wt-n-blue', 'blue', [fakeVx, fakeBr, untagged], [], [], new Map())
   t.equal(state.vxlan, null)
   t.equal(state.bridge, null)
   t.same(state.strayLinks, ['vx0', 'br0', 've628b49d96d'])
   t.equal(state.ports.size, 0)
 })
 
+t.test('parseNetworkNamespace: bridged frames reach netfilter if any of br_netfilter\'s switches is on; null without the module', async (t) => {
+  const read = (values: Array<[string, string]>): boolean | null => parseNetworkNamespace('wt-n-blue', 'blue', [], [], [], new Map(values)).bridgeNetfilter
+  t.equal(read([]), null, 'br_netfilter not loaded: no names')
+  t.equal(read([['net.bridge.bridge-nf-call-iptables', '0'], ['net.bridge.bridge-nf-call-ip6tables', '0'], ['net.bridge.bridge-nf-call-arptables', '0']]), false)
+  t.equal(read([['net.bridge.bridge-nf-call-iptables', '0'], ['net.bridge.bridge-nf-call-ip6tables', '0'], ['net.bridge.bridge-nf-call-arptables', '1']]), true)
+  t.equal(read([['net.bridge.bridge-nf-call-iptables', '1']]), true)
+})
+
 t.test('parseNetworkNamespace: FDB entries without ifname (a dump of one device) are not read as ours', async (t) => {
   // `bridge fdb show dev vx0` omits ifname; observeKernel dumps all devices, which include it.
-  const state = parseNetworkNamespace('wt-n-blue', 'blue', [vx0], [], [{ mac: '02:00:00:00:00:01', dst: '192.168.5.2', linkNetNsId: 0, flags: ['self'], state: 'permanent' } as Json])
+  const state = parseNetworkNamespace('wt-n-blue', 'blue', [vx0], [], [{ mac: '02:00:00:00:00:01', dst: '192.168.5.2', linkNetNsId: 0, flags: ['self'], state: 'permanent' } as Json], new Map())
   t.equal(state.fdb.size, 0)
 })
 
@@ -125,6 +133,10 @@ t.test('observeKernel dumps only the namespaces under the prefix, each by its ki
       if (netns === null) return [[lo, { ...vx0, ifname: 'wvx42' }]]
       if (netns === 'wt-n-blue') return tool === 'ip' ? [[lo, br0, vx0, port], neighbours] : [fdb]
       return [[lo, eth0]]
+    },
+    sysctls: async (netns, names) => {
+      calls.push(`sysctl ${netns} ${names.join(' ')}`)
+      return new Map([['net.bridge.bridge-nf-call-iptables', '1']])
     }
   }
   const state = await observeKernel(runner, 'wt-')
@@ -132,8 +144,10 @@ t.test('observeKernel dumps only the namespaces under the prefix, each by its ki
     'bridge wt-n-blue fdb show',
     'ip - addr show',
     'ip wt-n-blue addr show | neigh show nud permanent',
-    'ip wt-t-t1 addr show | route show default'
+    'ip wt-t-t1 addr show | route show default',
+    'sysctl wt-n-blue net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables net.bridge.bridge-nf-call-arptables'
   ])
+  t.equal(state.networks.get('blue')?.bridgeNetfilter, true)
   t.same(state.strayHostLinks, ['wvx42'])
   t.same(state.strayNamespaces, ['wt-junk'])
   t.same([...state.networks.keys()], ['blue'])

@@ -42,6 +42,9 @@ t.test('one network, one task and one remote endpoint from an empty kernel', asy
     '2 - ip netns add wt-t-t1',
     `2 - ip link add name ${PORT} mtu 1450 netns wt-n-blue type veth peer name eth0 mtu 1450 address 02:42:0a:00:01:02 netns wt-t-t1`,
     '3 wt-n-blue ip link set dev lo up',
+    '3 wt-n-blue sysctl net.bridge.bridge-nf-call-iptables=0',
+    '3 wt-n-blue sysctl net.bridge.bridge-nf-call-ip6tables=0',
+    '3 wt-n-blue sysctl net.bridge.bridge-nf-call-arptables=0',
     '3 wt-n-blue ip link add br0 mtu 1450 type bridge',
     '3 wt-n-blue ip link set dev br0 addrgenmode none up',
     '3 wt-n-blue ip link set dev wvx4097 name vx0',
@@ -59,6 +62,20 @@ t.test('one network, one task and one remote endpoint from an empty kernel', asy
 t.test('a converged kernel plans nothing', async (t) => {
   const desired = desiredKernel(doc(), NODE)
   t.same(golden(desired, converged(desired)), [])
+})
+
+t.test('bridged frames handed to netfilter: turned off; without br_netfilter (null) there is nothing to turn off', async (t) => {
+  const desired = desiredKernel(doc(), NODE)
+  const on = converged(desired)
+  on.networks.get('blue')!.bridgeNetfilter = true
+  t.same(golden(desired, on), [
+    '3 wt-n-blue sysctl net.bridge.bridge-nf-call-iptables=0',
+    '3 wt-n-blue sysctl net.bridge.bridge-nf-call-ip6tables=0',
+    '3 wt-n-blue sysctl net.bridge.bridge-nf-call-arptables=0'
+  ])
+  const absent = converged(desired)
+  absent.networks.get('blue')!.bridgeNetfilter = null
+  t.same(golden(desired, absent), [])
 })
 
 t.test('a VNI change recreates only the VXLAN device and re-programs its FDB and neighbours', async (t) => {

@@ -9,7 +9,7 @@ import { pino } from 'pino'
 import { parseDesiredState, type DesiredState } from '../../netd/desired-state.ts'
 import { Reconciler } from '../../netd/reconciler.ts'
 import { NetdError } from '../../netd/errors.ts'
-import { INGRESS_LEG, INGRESS_PORT_KEY, networkNamespaceName, portName, taskNamespaceName } from '../../netd/kernel-state.ts'
+import { BRIDGE_NETFILTER_SYSCTLS, INGRESS_LEG, INGRESS_PORT_KEY, networkNamespaceName, portName, taskNamespaceName } from '../../netd/kernel-state.ts'
 import type { NodeIdentity } from '../../netd/desired-kernel.ts'
 import type { IprouteRunner } from '../../netd/iproute.ts'
 import { FakeKernel, faultyRunner } from '../fixtures/fake-kernel.ts'
@@ -55,6 +55,11 @@ async function kernelMismatches (kernel: FakeKernel, want: DesiredState): Promis
   const namespaces = await kernel.namespaces()
   if (JSON.stringify(namespaces) !== JSON.stringify(expectNamespaces)) problems.push(`namespaces ${namespaces.join(',')}, want ${expectNamespaces.join(',')}`)
   for (const ns of namespaces) if (!kernel.links(ns).find((l) => l.name === 'lo')?.up) problems.push(`${ns}: lo is down`)
+  for (const network of want.networks) {
+    const ns = networkNamespaceName(NODE.prefix, network.id)
+    const on = [...await kernel.sysctls(ns, BRIDGE_NETFILTER_SYSCTLS)].filter(([, value]) => value !== '0')
+    if (on.length > 0) problems.push(`${ns}: bridged frames handed to netfilter (${on.map(([name]) => name).join(', ')})`)
+  }
   const hostVxlans = kernel.links(null).filter((l) => l.kind === 'vxlan').map((l) => l.name)
   if (hostVxlans.length > 0) problems.push(`VXLAN devices left in the host namespace: ${hostVxlans.join(',')}`)
 
@@ -122,6 +127,21 @@ t.test('applying a document to an empty kernel converges, and a second plan is e
   const second = await reconciler.reconcile(doc())
   t.same(second.commands, [], 'a second reconcile changes nothing')
   t.equal(kernel.applied.length, applied, 'and runs no line')
+})
+
+t.test('bridged frames: off in every network namespace, turned off again after an operator turns them on, not written without br_netfilter', async (t) => {
+  const { kernel, reconciler } = setup()
+  await reconciler.reconcile(doc())
+  kernel.setSysctl('wt-n-red', 'net.bridge.bridge-nf-call-iptables', '1')
+  const repair = await reconciler.reconcile(doc())
+  t.same(lines(repair.commands), BRIDGE_NETFILTER_SYSCTLS.map((name) => `wt-n-red sysctl ${name}=0`))
+  t.same(await kernelMismatches(kernel, doc()), [])
+
+  const bare = new FakeKernel({ brNetfilter: false })
+  const onBare = new Reconciler(bare, NODE, silent)
+  await onBare.reconcile(doc())
+  t.same([...await bare.sysctls('wt-n-blue', BRIDGE_NETFILTER_SYSCTLS)], [], 'nothing to turn off')
+  t.same(lines(await onBare.drift(doc())), [], 'and no drift: a missing br_netfilter is not retried')
 })
 
 t.test('removing one remote endpoint emits exactly one fdb del and one neigh del', async (t) => {
