@@ -101,9 +101,10 @@ export function compareDispatch (a: { scheduler: 'rr' | 'sh', backends: number }
 export const TASK_FILTER_CHAINS: ReadonlyMap<string, { base: BaseChain, rules: readonly string[] }> = new Map([
   ['filter_output', {
     base: hooks.filterOutput,
+    // `ct state new` first: the lookups then cost a connection's first packet only, not every packet.
     rules: [
-      'ip daddr @idle_vips reject with tcp reset',
-      'ip daddr @idle_vips reject',
+      'ct state new ip daddr @idle_vips reject with tcp reset',
+      'ct state new ip daddr @idle_vips reject',
       'ct state new ct status dnat ct original ip daddr . ip daddr @vip_conns',
       'ct status dnat ct original ip daddr . ip daddr @vip_orig'
     ]
@@ -158,8 +159,10 @@ export function hostBaseChains (leg: string): ReadonlyMap<string, { base: BaseCh
       base: hooks.filterInput,
       rules: [
         // Written as nft lists it back: `reject with tcp reset` implies `meta l4proto tcp`, so nft shows `tcp dport`.
-        `iifname != ${ifname} meta l4proto . tcp dport @idle_ports reject with tcp reset`,
-        `iifname != ${ifname} meta l4proto . th dport @idle_ports reject`,
+        // `ct state new` first: every packet the node receives (the overlay's VXLAN too) passes here, and
+        // only a connection's first one needs the lookup.
+        `ct state new iifname != ${ifname} meta l4proto . tcp dport @idle_ports reject with tcp reset`,
+        `ct state new iifname != ${ifname} meta l4proto . th dport @idle_ports reject`,
         'ct status dnat ct direction reply meta l4proto . ip saddr . th sport @port_reply'
       ]
     }],

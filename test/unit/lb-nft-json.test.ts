@@ -26,7 +26,7 @@ t.test('the host namespace\'s listing parses back', async (t) => {
   const { table } = parseNftJson(captured('host.json'))
   t.same(canonical(table), canonical(compileHost(spec.host)))
   t.match(captured('host.nft'), /meta l4proto \. tcp dport @idle_ports reject with tcp reset/, 'as nft lists it')
-  t.same(table!.chains.get('filter_input')?.rules[0], 'iifname != "wleg0" meta l4proto . tcp dport @idle_ports reject with tcp reset')
+  t.same(table!.chains.get('filter_input')?.rules[0], 'ct state new iifname != "wleg0" meta l4proto . tcp dport @idle_ports reject with tcp reset')
   t.same(table!.chains.get('nat_prerouting')?.base, { type: 'nat', hook: 'prerouting', priority: -100 })
 })
 
