@@ -2,7 +2,8 @@
  * The lb reconciler: the only part of lb that touches the kernel. netd hands
  * it an LbSpec (spec.ts) after every document; it brings each namespace's
  * table to the compiled model with one nft transaction per namespace that
- * changed, then deletes the conntrack entries of backends that left.
+ * changed, then, once every transaction is in, deletes the conntrack entries
+ * of backends that left.
  *
  * What it believes the kernel holds, per namespace, is the model it last
  * applied. It starts (a restart, a new namespace, a failed transaction)
@@ -215,6 +216,7 @@ export class LbProgrammer {
       return change
     }
 
+    const cleanups: Array<() => Promise<void>> = []
     const one = async (netns: string | null, state: NamespaceState, desired: NftTable | null, frontends: readonly Frontend[], sysctls: Sysctls | null): Promise<void> => {
       const where = netns ?? HOST
       const failed = (stage: Stage, error: unknown): void => {
@@ -263,16 +265,20 @@ export class LbProgrammer {
       // Even when nothing changed: adopt the compiled value, whose groups the next diff skips by identity.
       state.applied = desired
       // After the transaction: no new connection can be made to a leaving backend while its entries go.
-      await Promise.all(conntrackDeletions(from, change.delta, frontends).map(async (deletion) => {
-        try {
-          const entries = await this.#runner.conntrackDelete(netns, deletion.args)
-          this.#metrics?.conntrackDeletions.inc({ reason: deletion.reason, result: 'ok' })
-          if (entries > 0) this.#log.info({ netns: where, frontend: deletion.frontend, backend: deletion.backend, reason: deletion.reason, entries }, 'lb: conntrack entries deleted')
-        } catch (error) {
-          this.#metrics?.conntrackDeletions.inc({ reason: deletion.reason, result: 'error' })
-          failed('conntrack', error)
-        }
-      }))
+      const deletions = conntrackDeletions(from, change.delta, frontends)
+      if (deletions.length === 0) return
+      cleanups.push(async () => {
+        await Promise.all(deletions.map(async (deletion) => {
+          try {
+            const entries = await this.#runner.conntrackDelete(netns, deletion.args)
+            this.#metrics?.conntrackDeletions.inc({ reason: deletion.reason, result: 'ok' })
+            if (entries > 0) this.#log.info({ netns: where, frontend: deletion.frontend, backend: deletion.backend, reason: deletion.reason, entries }, 'lb: conntrack entries deleted')
+          } catch (error) {
+            this.#metrics?.conntrackDeletions.inc({ reason: deletion.reason, result: 'error' })
+            failed('conntrack', error)
+          }
+        }))
+      })
     }
 
     const jobs: Array<() => Promise<void>> = []
@@ -290,6 +296,9 @@ export class LbProgrammer {
     jobs.push(async () => await one(this.#hostNetns, this.#host, host, spec.host.frontends, host === null ? null : HOST_SYSCTLS))
 
     await pool(jobs, this.#concurrency)
+    // Every namespace's change is in effect before the first deletion: each walks the kernel's whole
+    // conntrack table (~10 ms here), and a namespace's transaction must not wait behind another's walks.
+    await pool(cleanups, this.#concurrency)
     this.#compiler.sweep()
     this.#spec = spec
     this.#metrics?.namespaces.set(spec.tasks.size + 1)
