@@ -49,7 +49,7 @@ export interface PortLink extends LinkBase {
  * br_netfilter's switches, per namespace: whether frames crossing a bridge are handed to the IPv4, IPv6 and
  * ARP netfilter hooks. Each namespace starts with them on once the module is loaded (Docker loads it), and
  * nothing in a network namespace filters bridged frames: handing them over cost the routing mesh 15 % of its
- * new connections per second here (lb/README.md). netd turns them off.
+ * new connections per second here (lb/README.md, Benchmarks). netd turns them off.
  */
 export const BRIDGE_NETFILTER_SYSCTLS = [
   'net.bridge.bridge-nf-call-iptables', 'net.bridge.bridge-nf-call-ip6tables', 'net.bridge.bridge-nf-call-arptables'
