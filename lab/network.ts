@@ -1,7 +1,8 @@
 /**
  * Kernel side of a lab: creates its namespaces, veths and bridge with batched iproute2 (one
- * spawn for the root namespace, one per namespace), makes the underlay bridge a plain switch, writes the per-namespace resolv.conf that
- * `ip netns exec` bind-mounts, and finds or deletes namespaces by prefix.
+ * spawn for the root namespace, one per namespace), makes the underlay bridge a plain switch,
+ * writes the per-namespace resolv.conf that `ip netns exec` bind-mounts, and finds or deletes
+ * namespaces by prefix.
  */
 
 import fs from 'node:fs/promises'
