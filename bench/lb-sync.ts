@@ -16,7 +16,7 @@
  * Each change is timed twice: "in effect" ends when the nft transaction has
  * been committed (from then on new connections follow the change), "sync"
  * when LbProgrammer.sync returns (a leaving task also waits for its
- * `conntrack -D`).
+ * conntrack deletions: one walk of the kernel's table over netlink).
  *
  * Namespaces are named weftlab-lbdev-bench-<pid> and deleted at the end (and
  * at exit). The previous document's garbage is collected before each timed
@@ -56,7 +56,7 @@ export interface SyncResult {
   joinSync: number
   /** The task leaves again: start of sync → nft transaction committed. */
   leaveInEffect: number
-  /** … → sync returned, after `conntrack -D`. */
+  /** … → sync returned, after the conntrack deletions. */
   leaveSync: number
   leaveConntrack: number
   /** The nft transaction alone, joins and leaves together. */
@@ -109,9 +109,9 @@ export async function measureSync (opts: SyncOptions): Promise<SyncResult[]> {
         spent.apply += spent.committedAt - t
       }
     },
-    async conntrackDelete (netns, args) {
+    async deleteFlows (netns, filters) {
       const t = performance.now()
-      try { return await realRunner.conntrackDelete(netns, args) } finally { spent.conntrack += performance.now() - t }
+      try { return await realRunner.deleteFlows(netns, filters) } finally { spent.conntrack += performance.now() - t }
     }
   }
   const log = pino({ level: 'warn' })
@@ -183,7 +183,7 @@ const ms = (x: number): string => `${x.toFixed(1)} ms`
 export function formatSyncResult (r: SyncResult): string {
   return `${String(r.services).padStart(6)} services: first sync ${ms(r.firstSync)}; one endpoint change, medians of ${r.changes / 2}: ` +
     `task joins: in effect ${ms(r.joinInEffect)}, sync ${ms(r.joinSync)}; task leaves: in effect ${ms(r.leaveInEffect)}, sync ${ms(r.leaveSync)} ` +
-    `(of which conntrack -D ${ms(r.leaveConntrack)}); nft transaction alone ${ms(r.nft)}; lbSpec ${ms(r.lbSpec)}; ` +
+    `(of which conntrack deletions ${ms(r.leaveConntrack)}); nft transaction alone ${ms(r.nft)}; lbSpec ${ms(r.lbSpec)}; ` +
     `unchanged sync ${ms(r.unchangedSync)} (${r.unchangedTransactions} transactions)`
 }
 

@@ -251,7 +251,7 @@ try {
   const before = [await machineTicks(), await processTicks(process.pid, true)] as const
   sync = await measureSync({ sizes, changes, onResult: (r) => process.stdout.write(`  ${formatSyncResult(r)}\n`) })
   const after = [await machineTicks(), await processTicks(process.pid, true)] as const
-  // The rest of the machine: its busy time less this process's and its children's (nft, conntrack).
+  // The rest of the machine: its busy time less this process's and its children's (nft).
   othersDuringSync = ((after[0].busy - before[0].busy) - (after[1] - before[1])) / (after[0].total - before[0].total)
 
   // ---- the lab ----
@@ -421,7 +421,7 @@ try {
       : [
           [`a task joins, ${at.services} services: ≤ ${TARGETS.changeMs} ms (sync; best ${at.best.joinSync.toFixed(1)} ms)`, `${at.joinSync.toFixed(1)} ms`, at.joinSync <= TARGETS.changeMs],
           [`a task leaves, ${at.services} services: ≤ ${TARGETS.changeMs} ms (in effect; best ${at.best.leaveInEffect.toFixed(1)} ms)`, `${at.leaveInEffect.toFixed(1)} ms`, at.leaveInEffect <= TARGETS.changeMs],
-          [`a task leaves, ${at.services} services: ≤ ${TARGETS.changeMs} ms (sync, with conntrack -D; best ${at.best.leaveSync.toFixed(1)} ms)`, `${at.leaveSync.toFixed(1)} ms`, at.leaveSync <= TARGETS.changeMs]
+          [`a task leaves, ${at.services} services: ≤ ${TARGETS.changeMs} ms (sync, with conntrack deletions; best ${at.best.leaveSync.toFixed(1)} ms)`, `${at.leaveSync.toFixed(1)} ms`, at.leaveSync <= TARGETS.changeMs]
         ] satisfies Array<[string, string, boolean]>)
   ]
   const syncWidths = [9, 11, 11, 12, 12, 10, 10, 11]

@@ -27,8 +27,6 @@ import type { NftElement, NftTable } from './ruleset.ts'
 import type { Delta } from './delta.ts'
 import { groupOf } from './layout.ts'
 import type { Frontend } from './spec.ts'
-import { inNamespace, run } from './exec.ts'
-import { LbError } from './errors.ts'
 
 export type LeaveReason = 'removed' | 'unhealthy'
 
@@ -38,8 +36,31 @@ export interface ConntrackDeletion {
   readonly frontend: string
   /** The backend as the slot map holds it (`10.0.1.5`, `10.255.0.5 . 80`). */
   readonly backend: string
-  /** Arguments of `conntrack` (after the program name). */
-  readonly args: readonly string[]
+  readonly filter: FlowFilter
+}
+
+/** Entries to delete: every condition given must hold; an absent one matches anything. */
+export interface FlowFilter {
+  readonly protocol?: 'tcp' | 'udp'
+  /** Only entries still in this TCP state (SYN_SENT: never answered). */
+  readonly state?: 'SYN_SENT'
+  readonly origDst?: string
+  readonly origDstPort?: number
+  readonly replySrc: string
+  readonly replySrcPort?: number
+}
+
+/** The same deletion as `conntrack` arguments: for logs, and for an operator to run by hand. */
+export function conntrackArgs (f: FlowFilter): string[] {
+  return [
+    '-D',
+    ...(f.protocol === undefined ? [] : ['-p', f.protocol]),
+    ...(f.state === undefined ? [] : ['--state', f.state]),
+    ...(f.origDst === undefined ? [] : ['--orig-dst', f.origDst]),
+    ...(f.origDstPort === undefined ? [] : ['--orig-port-dst', String(f.origDstPort)]),
+    '--reply-src', f.replySrc,
+    ...(f.replySrcPort === undefined ? [] : ['--reply-port-src', String(f.replySrcPort)])
+  ]
 }
 
 const SLOT_SETS: ReadonlySet<string> = new Set(['vip_slots', 'tcp_slots', 'udp_slots'])
@@ -83,8 +104,8 @@ export function conntrackDeletions (from: NftTable | null, delta: Delta, fronten
       const [ip, port] = backend.split(' . ') as [string, string | undefined]
       const listed = frontend?.backends.find((b) => b.ip === ip && (port === undefined || (frontend.kind !== 'vip' && String(frontend.target) === port)))
       const reason: LeaveReason = listed !== undefined && !listed.healthy ? 'unhealthy' : 'removed'
-      const argsList = port === undefined ? vipArgs(group, ip, reason) : portArgs(group, ip, port, reason)
-      for (const args of argsList) out.push({ reason, frontend: group, backend, args })
+      const filters = port === undefined ? vipFilters(group, ip, reason) : portFilters(group, ip, Number(port), reason)
+      for (const filter of filters) out.push({ reason, frontend: group, backend, filter })
       if (reason === 'removed') covered.add(port === undefined ? `${group} . ${ip}` : `${group.split(' . ')[0]!} . ${ip} . ${port}`)
     }
   }
@@ -95,10 +116,10 @@ export function conntrackDeletions (from: NftTable | null, delta: Delta, fronten
       const parts = key.split(' . ')
       if (set === 'vip_conns') {
         const [vip, ip] = parts as [string, string]
-        out.push({ reason: 'removed', frontend: vip, backend: ip, args: vipArgs(vip, ip, 'removed')[0]! })
+        out.push({ reason: 'removed', frontend: vip, backend: ip, filter: vipFilters(vip, ip, 'removed')[0]! })
       } else {
         const [protocol, ip, target] = parts as [string, string, string]
-        out.push({ reason: 'removed', frontend: `${protocol} . *`, backend: `${ip} . ${target}`, args: ['-D', '-p', protocol, '--reply-src', ip, '--reply-port-src', target] })
+        out.push({ reason: 'removed', frontend: `${protocol} . *`, backend: `${ip} . ${target}`, filter: { protocol: protocol as 'tcp' | 'udp', replySrc: ip, replySrcPort: Number(target) } })
       }
     }
   }
@@ -108,25 +129,14 @@ export function conntrackDeletions (from: NftTable | null, delta: Delta, fronten
 /** One counter set per kind of frontend names each backend it ever had (`VIP . IP`, `proto . IP . target`). */
 const COUNTER_SETS: ReadonlySet<string> = new Set(['vip_conns', 'port_conns'])
 
-function vipArgs (vip: string, backend: string, reason: LeaveReason): string[][] {
+function vipFilters (vip: string, backend: string, reason: LeaveReason): FlowFilter[] {
   return reason === 'removed'
-    ? [['-D', '--orig-dst', vip, '--reply-src', backend]]
-    : [['-D', '-p', 'udp', '--orig-dst', vip, '--reply-src', backend], ['-D', '-p', 'tcp', '--state', 'SYN_SENT', '--orig-dst', vip, '--reply-src', backend]]
+    ? [{ origDst: vip, replySrc: backend }]
+    : [{ protocol: 'udp', origDst: vip, replySrc: backend }, { protocol: 'tcp', state: 'SYN_SENT', origDst: vip, replySrc: backend }]
 }
 
-function portArgs (frontend: string, backend: string, target: string, reason: LeaveReason): string[][] {
-  const [protocol, published] = frontend.split(' . ') as [string, string]
-  const unanswered = reason === 'unhealthy' && protocol !== 'udp' ? ['--state', 'SYN_SENT'] : []
-  return [['-D', '-p', protocol, ...unanswered, '--orig-port-dst', published, '--reply-src', backend, '--reply-port-src', target]]
-}
-
-/**
- * Runs one deletion; returns how many entries went. conntrack exits 1 with
- * "0 flow entries have been deleted" when nothing matched: that is success.
- */
-export async function conntrackDelete (netns: string | null, args: readonly string[]): Promise<number> {
-  const result = await run(inNamespace(netns, ['conntrack', ...args]))
-  const deleted = /(\d+) flow entries have been deleted/.exec(result.stderr)
-  if (deleted !== null) return Number(deleted[1])
-  throw new LbError('LB_ERR_CONNTRACK', `conntrack ${args.join(' ')} in ${netns ?? 'host namespace'}: ${result.stderr.trim() || `exit ${result.code}`}`)
+function portFilters (frontend: string, backend: string, target: number, reason: LeaveReason): FlowFilter[] {
+  const [protocol, published] = frontend.split(' . ') as ['tcp' | 'udp', string]
+  const unanswered = reason === 'unhealthy' && protocol !== 'udp' ? { state: 'SYN_SENT' as const } : {}
+  return [{ protocol, ...unanswered, origDstPort: Number(published), replySrc: backend, replySrcPort: target }]
 }

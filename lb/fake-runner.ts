@@ -9,6 +9,7 @@ import type { Delta } from './delta.ts'
 import type { ElementCounter, ParsedTable } from './nft-json.ts'
 import type { NftTable } from './ruleset.ts'
 import type { Sysctls } from './sysctl.ts'
+import type { FlowFilter } from './conntrack.ts'
 import { applyDelta } from './delta.ts'
 import { LbError } from './errors.ts'
 
@@ -21,7 +22,7 @@ export class FakeLbRunner implements LbRunner {
   /** Every call, as `method netns`, in order. */
   readonly calls: string[] = []
   readonly transactions: Array<{ netns: string | null, delta: Delta, script: string }> = []
-  readonly conntrack: Array<{ netns: string | null, args: readonly string[] }> = []
+  readonly conntrack: Array<{ netns: string | null, filter: FlowFilter }> = []
 
   constructor (namespaces: Iterable<string> = []) {
     for (const ns of namespaces) this.namespaces.add(ns)
@@ -54,10 +55,10 @@ export class FakeLbRunner implements LbRunner {
     this.tables.delete(netns)
   }
 
-  async conntrackDelete (netns: string | null, args: readonly string[]): Promise<number> {
+  async deleteFlows (netns: string | null, filters: readonly FlowFilter[]): Promise<number[]> {
     this.#need('conntrack', netns)
-    this.conntrack.push({ netns, args })
-    return 0
+    for (const filter of filters) this.conntrack.push({ netns, filter })
+    return filters.map(() => 0)
   }
 
   async writeSysctls (netns: string | null, values: Sysctls): Promise<void> {
@@ -92,7 +93,7 @@ export class FaultyLbRunner implements LbRunner {
     const fault = this.#faults.find((f) => f.method === method && f.count > 0 && (f.netns === undefined || f.netns === netns))
     if (fault === undefined) return
     fault.count--
-    const code = method === 'conntrackDelete' ? 'LB_ERR_CONNTRACK' : method.endsWith('Sysctls') ? 'LB_ERR_SYSCTL' : 'LB_ERR_NFT'
+    const code = method === 'deleteFlows' ? 'LB_ERR_CONNTRACK' : method.endsWith('Sysctls') ? 'LB_ERR_SYSCTL' : 'LB_ERR_NFT'
     throw new LbError(code, `injected failure: ${method} in ${netns ?? 'host namespace'}`)
   }
 
@@ -100,7 +101,7 @@ export class FaultyLbRunner implements LbRunner {
   async list (netns: string | null): Promise<ParsedTable> { this.#check('list', netns); return await this.#inner.list(netns) }
   async apply (netns: string | null, delta: Delta, script: string): Promise<void> { this.#check('apply', netns); await this.#inner.apply(netns, delta, script) }
   async deleteTable (netns: string | null): Promise<void> { this.#check('deleteTable', netns); await this.#inner.deleteTable(netns) }
-  async conntrackDelete (netns: string | null, args: readonly string[]): Promise<number> { this.#check('conntrackDelete', netns); return await this.#inner.conntrackDelete(netns, args) }
+  async deleteFlows (netns: string | null, filters: readonly FlowFilter[]): Promise<number[]> { this.#check('deleteFlows', netns); return await this.#inner.deleteFlows(netns, filters) }
   async writeSysctls (netns: string | null, values: Sysctls): Promise<void> { this.#check('writeSysctls', netns); await this.#inner.writeSysctls(netns, values) }
   async readSysctls (netns: string | null, names: readonly string[]): Promise<Record<string, string>> { this.#check('readSysctls', netns); return await this.#inner.readSysctls(netns, names) }
 }

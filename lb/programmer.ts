@@ -21,7 +21,7 @@ import type { LbRunner } from './runner.ts'
 import type { Sysctls } from './sysctl.ts'
 import { RulesetCompiler, type NftTable } from './ruleset.ts'
 import { describeDrift, diff, renderScript, type Delta } from './delta.ts'
-import { conntrackDeletions } from './conntrack.ts'
+import { conntrackArgs, conntrackDeletions } from './conntrack.ts'
 import { HOST_SYSCTLS, taskSysctls } from './sysctl.ts'
 import { frontendStats, type FrontendStats } from './stats.ts'
 import { realRunner } from './runner.ts'
@@ -268,16 +268,20 @@ export class LbProgrammer {
       const deletions = conntrackDeletions(from, change.delta, frontends)
       if (deletions.length === 0) return
       cleanups.push(async () => {
-        await Promise.all(deletions.map(async (deletion) => {
-          try {
-            const entries = await this.#runner.conntrackDelete(netns, deletion.args)
+        try {
+          const deleted = await this.#runner.deleteFlows(netns, deletions.map((d) => d.filter))
+          deletions.forEach((deletion, i) => {
             this.#metrics?.conntrackDeletions.inc({ reason: deletion.reason, result: 'ok' })
-            if (entries > 0) this.#log.info({ netns: where, frontend: deletion.frontend, backend: deletion.backend, reason: deletion.reason, entries }, 'lb: conntrack entries deleted')
-          } catch (error) {
-            this.#metrics?.conntrackDeletions.inc({ reason: deletion.reason, result: 'error' })
-            failed('conntrack', error)
-          }
-        }))
+            const entries = deleted[i] ?? 0
+            if (entries > 0) {
+              const byHand = `conntrack ${conntrackArgs(deletion.filter).join(' ')}`
+              this.#log.info({ netns: where, frontend: deletion.frontend, backend: deletion.backend, reason: deletion.reason, entries, byHand }, 'lb: conntrack entries deleted')
+            }
+          })
+        } catch (error) {
+          for (const deletion of deletions) this.#metrics?.conntrackDeletions.inc({ reason: deletion.reason, result: 'error' })
+          failed('conntrack', error)
+        }
       })
     }
 
@@ -296,8 +300,8 @@ export class LbProgrammer {
     jobs.push(async () => await one(this.#hostNetns, this.#host, host, spec.host.frontends, host === null ? null : HOST_SYSCTLS))
 
     await pool(jobs, this.#concurrency)
-    // Every namespace's change is in effect before the first deletion: each walks the kernel's whole
-    // conntrack table (~10 ms here), and a namespace's transaction must not wait behind another's walks.
+    // Every namespace's change is in effect before the first deletion: each namespace's deletions walk the
+    // kernel's whole conntrack table (~10 ms here), and a transaction must not wait behind other walks.
     await pool(cleanups, this.#concurrency)
     this.#compiler.sweep()
     this.#spec = spec

@@ -5,10 +5,11 @@
  */
 import type { Delta } from './delta.ts'
 import type { ParsedTable } from './nft-json.ts'
+import type { FlowFilter } from './conntrack.ts'
 import type { Sysctls } from './sysctl.ts'
 import { namespaceExists } from './exec.ts'
 import { nftApply, nftDeleteTable, nftList } from './nft.ts'
-import { conntrackDelete } from './conntrack.ts'
+import { deleteFlows } from './native-conntrack.ts'
 import { readSysctls, writeSysctls } from './sysctl.ts'
 
 /** Every method takes a namespace name, or null for netd's own (the host) namespace. */
@@ -19,8 +20,8 @@ export interface LbRunner {
   apply (netns: string | null, delta: Delta, script: string): Promise<void>
   /** A table that is not there is success. */
   deleteTable (netns: string | null): Promise<void>
-  /** Returns the number of entries deleted (0 is success). */
-  conntrackDelete (netns: string | null, args: readonly string[]): Promise<number>
+  /** Deletes the conntrack entries matching any filter, in one walk of the table; how many each filter deleted. */
+  deleteFlows (netns: string | null, filters: readonly FlowFilter[]): Promise<number[]>
   writeSysctls (netns: string | null, values: Sysctls): Promise<void>
   readSysctls (netns: string | null, names: readonly string[]): Promise<Record<string, string>>
 }
@@ -30,7 +31,7 @@ export const realRunner: LbRunner = {
   list: nftList,
   apply: async (netns, _delta, script) => await nftApply(netns, script),
   deleteTable: nftDeleteTable,
-  conntrackDelete,
+  deleteFlows,
   writeSysctls,
   readSysctls
 }

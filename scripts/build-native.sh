@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds dnsd's native addon (dnsd/native/udp_batch.c → build/Release/udp_batch.node) with node-gyp.
+# Builds weft's native addons with node-gyp: dnsd's sockets (dnsd/native/udp_batch.c → build/Release/udp_batch.node)
+# and lb's conntrack deletions (lb/native/conntrack.c → build/Release/conntrack.node); both share native/netns.h.
 # It uses only Node-API, whose ABI every Node since 18 keeps, so any Node's headers will do: Node 24's
 # own when its npm package ships them, else the system's (Debian's nodejs package: /usr/include/node).
 # Nothing is downloaded. npm runs this as the package's install script (`npm ci`); scripts/setup.sh

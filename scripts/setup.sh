@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-system.sh
 if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund # builds dnsd's native addon too (package.json's install script)
-elif [ ! build/Release/udp_batch.node -nt dnsd/native/udp_batch.c ] || [ binding.gyp -nt build/Release/udp_batch.node ]; then
+  npm ci --no-audit --no-fund # builds the native addons too (package.json's install script)
+elif [ ! -f build/Release/udp_batch.node ] || [ ! -f build/Release/conntrack.node ] ||
+     [ -n "$(find binding.gyp native dnsd/native lb/native -newer build/Release/udp_batch.node -o -newer build/Release/conntrack.node)" ]; then
   scripts/build-native.sh
 fi

@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include "../../native/netns.h"
 
 #define BATCH 64
 /* Longer queries (never seen from a resolver) arrive cut short and are dropped. */
@@ -91,27 +92,9 @@ static napi_value bind_socket (napi_env env, napi_callback_info info) {
   if (inet_pton(AF_INET, host, &address.sin_addr) != 1) return throw_errno(env, "not an IPv4 address", EINVAL);
   int type = strcmp(kind, "tcp") == 0 ? SOCK_STREAM : SOCK_DGRAM;
 
-  int home = -1;
-  if (netns[0] != '\0') {
-    int target = open(netns, O_RDONLY | O_CLOEXEC);
-    if (target < 0) return throw_errno(env, netns, errno);
-    home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (home < 0 || setns(target, CLONE_NEWNET) != 0) {
-      int error = errno;
-      close(target);
-      if (home >= 0) close(home);
-      return throw_errno(env, "entering the namespace", error);
-    }
-    close(target);
-  }
-  int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int socket_error = errno;
-  if (home >= 0) {
-    /* Back home before anything else runs on this thread; failing that, nothing here can be trusted. */
-    if (setns(home, CLONE_NEWNET) != 0) abort();
-    close(home);
-  }
-  if (fd < 0) return throw_errno(env, "socket", socket_error);
+  const char *what = NULL;
+  int fd = socket_in_namespace(netns, AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, &what);
+  if (fd < 0) return throw_errno(env, what, errno);
   int one = 1;
   if (type == SOCK_STREAM) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {

@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { lbFixture, lbFixtureInput, lbFixtureSpec } from '../fixtures/lb-doc.ts'
-import { conntrackDeletions } from '../../lb/conntrack.ts'
+import { conntrackArgs, conntrackDeletions } from '../../lb/conntrack.ts'
 import { compileHost, compileTask } from '../../lb/ruleset.ts'
 import { diff } from '../../lb/delta.ts'
 import type { LbSpec } from '../../lb/spec.ts'
@@ -17,7 +17,7 @@ function deletions (after: LbSpec, netns: string | null): string[] {
   const from = netns === null ? compileHost(before.host) : compileTask(before.tasks.get(netns)!)
   const to = netns === null ? compileHost(after.host) : compileTask(after.tasks.get(netns)!)
   const frontends = netns === null ? after.host.frontends : after.tasks.get(netns)!.frontends
-  return conntrackDeletions(from, diff(from, to), frontends).map((d) => `${d.reason}: conntrack ${d.args.join(' ')}`)
+  return conntrackDeletions(from, diff(from, to), frontends).map((d) => `${d.reason}: conntrack ${conntrackArgs(d.filter).join(' ')}`)
 }
 
 function edit (change: (input: Record<string, any>) => void): LbSpec {

@@ -12,6 +12,7 @@ import { formatStats } from '../../lb/stats.ts'
 import { createLbMetrics } from '../../lb/metrics.ts'
 import { Registry } from 'prom-client'
 import { canonical, compileTask } from '../../lb/ruleset.ts'
+import { conntrackArgs } from '../../lb/conntrack.ts'
 import type { LbSpec } from '../../lb/spec.ts'
 
 const log = pino({ level: 'silent' })
@@ -68,7 +69,7 @@ t.test('an endpoint turning unhealthy: transactions where it was a backend, then
   t.same(result, { namespaces: 4, transactions: 4, errors: [] }, 'three task namespaces see the web VIP; the host publishes web')
   const b1 = kernel.transactions.find((x) => x.netns === 'ns-b1')!
   t.notMatch(b1.script, /10\.0\.2\./, 'the api VIP is not touched')
-  t.same(kernel.conntrack.map((c) => `${c.netns} ${c.args.join(' ')}`).sort(), [
+  t.same(kernel.conntrack.map((c) => `${c.netns} ${conntrackArgs(c.filter).join(' ')}`).sort(), [
     'ns-b1 -D -p tcp --state SYN_SENT --orig-dst 10.0.1.100 --reply-src 10.0.1.21',
     'ns-b1 -D -p udp --orig-dst 10.0.1.100 --reply-src 10.0.1.21',
     'ns-c1 -D -p tcp --state SYN_SENT --orig-dst 10.0.1.100 --reply-src 10.0.1.21',
