@@ -124,13 +124,16 @@ static void fail (job_t *job, const char *what, int error) {
   snprintf(job->error, sizeof job->error, "%s: %s", what, strerror(error));
 }
 
-/* Waits for the socket to be readable and reads one datagram; <0 on error or timeout (errno set). */
-static ssize_t receive (int fd, char *buffer) {
+/*
+ * Waits for the socket to be readable and reads one datagram: its length (an int, as NLMSG_OK and
+ * NLMSG_NEXT count it, so the remainder cannot wrap), or -1 on error or timeout (errno set).
+ */
+static int receive (int fd, char *buffer) {
   struct pollfd p = { .fd = fd, .events = POLLIN };
   int ready = poll(&p, 1, TIMEOUT_MS);
   if (ready == 0) errno = ETIMEDOUT;
   if (ready <= 0) return -1;
-  return recv(fd, buffer, RECEIVE_BYTES, 0);
+  return (int)recv(fd, buffer, RECEIVE_BYTES, 0);
 }
 
 static size_t put_attr (char *at, uint16_t type, const void *data, uint16_t length) {
@@ -192,12 +195,12 @@ static int delete_entry (int fd, const entry_t *e, uint32_t seq, char *buffer, j
     return -1;
   }
   for (;;) {
-    ssize_t n = receive(fd, buffer);
+    int n = receive(fd, buffer);
     if (n < 0) {
       fail(job, "waiting for the kernel's answer to a delete", errno);
       return -1;
     }
-    for (struct nlmsghdr *h = (struct nlmsghdr *)buffer; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buffer; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_seq != seq || h->nlmsg_type != NLMSG_ERROR) continue;
       int error = -((struct nlmsgerr *)NLMSG_DATA(h))->error;
       if (error == 0) return 1;
@@ -220,8 +223,9 @@ static void run (napi_env env, void *data) {
   entry_t *entries = NULL;
   size_t count = 0, capacity = 0;
   struct sockaddr_nl local = { .nl_family = AF_NETLINK };
+  /* Room for a dump of a busy table between two reads (FORCE: above rmem_max, as root). */
   int size = 1 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   if (buffer == NULL || bind(fd, (struct sockaddr *)&local, sizeof local) != 0) {
     fail(job, buffer == NULL ? "out of memory" : "bind", buffer == NULL ? ENOMEM : errno);
     goto done;
@@ -236,12 +240,12 @@ static void run (napi_env env, void *data) {
     goto done;
   }
   for (int dumping = 1; dumping;) {
-    ssize_t n = receive(fd, buffer);
+    int n = receive(fd, buffer);
     if (n < 0) {
       fail(job, "reading the conntrack table", errno);
       goto done;
     }
-    for (struct nlmsghdr *h = (struct nlmsghdr *)buffer; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buffer; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_type == NLMSG_DONE) {
         dumping = 0;
         break;

@@ -64,6 +64,24 @@ t.test('each filter deletes what it names, and nothing else', async (t) => {
   t.same(await deleteFlows(NETNS, []), [], 'no filter: no walk')
 })
 
+t.test('a table too big for one read: every matching entry of a multi-part dump goes', async (t) => {
+  // Conntrack runs in a namespace only once a rule needs it; then 3,000 UDP datagrams from fresh sockets
+  // (a source port may come up twice: somewhat fewer flows).
+  inNetns('nft', 'add table ip weft_ctunit')
+  inNetns('nft', 'add chain ip weft_ctunit out { type filter hook output priority 0; }')
+  inNetns('nft', 'add rule ip weft_ctunit out ct state new counter')
+  inNetns('ip', 'link', 'set', 'lo', 'up')
+  inNetns('bash', '-c', 'for i in $(seq 3000); do echo x 2>/dev/null > /dev/udp/127.0.0.1/9; done; true')
+  insert('udp', '10.9.9.9', 53, '10.0.1.22', 53, 4001)
+  const flows = (): number => inNetns('conntrack', '-L', '-p', 'udp', '--orig-port-dst', '9').split('\n').filter((l) => l.trim() !== '').length
+  const made = flows()
+  t.ok(made > 2000, `${made} flows: a dump of many reads`)
+  t.same(await deleteFlows(NETNS, [{ protocol: 'udp', origDst: '127.0.0.1', origDstPort: 9, replySrc: '127.0.0.1' }]), [made])
+  t.equal(flows(), 0)
+  t.same(remaining(), ['udp 10.9.9.9:53←10.0.1.22:53'], 'the other entry stays')
+  t.same(await deleteFlows(NETNS, [{ protocol: 'udp', replySrc: '10.0.1.22' }]), [1])
+})
+
 t.test('the filters read as the conntrack command that does the same by hand', async (t) => {
   t.same(conntrackArgs({ protocol: 'tcp', state: 'SYN_SENT', origDst: '10.9.9.9', replySrc: '10.0.1.21' }),
     ['-D', '-p', 'tcp', '--state', 'SYN_SENT', '--orig-dst', '10.9.9.9', '--reply-src', '10.0.1.21'])
