@@ -50,7 +50,7 @@ if ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm
 fi
 
-# g++, make and python3: node-gyp builds dnsd's native addon (scripts/build-native.sh) with them;
+# g++, make and python3: node-gyp builds the native addons (scripts/build-native.sh) with them;
 # Debian's nodejs package brings the Node-API headers it compiles against.
 for cmd in g++ make python3; do
   if ! command -v "$cmd" >/dev/null 2>&1; then
