@@ -343,6 +343,10 @@ static napi_value delete_flows (napi_env env, napi_callback_info info) {
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "deleteFlows: out of memory");
+    return NULL;
+  }
   napi_valuetype netns_type;
   napi_typeof(env, argv[0], &netns_type);
   size_t length;
@@ -350,6 +354,13 @@ static napi_value delete_flows (napi_env env, napi_callback_info info) {
   napi_get_array_length(env, argv[1], &job->filter_count);
   job->filters = calloc(job->filter_count + 1, sizeof *job->filters);
   job->deleted = calloc(job->filter_count + 1, sizeof *job->deleted);
+  if (job->filters == NULL || job->deleted == NULL) {
+    free(job->filters);
+    free(job->deleted);
+    free(job);
+    napi_throw_error(env, NULL, "deleteFlows: out of memory");
+    return NULL;
+  }
   for (uint32_t i = 0; i < job->filter_count; i++) {
     napi_value f;
     napi_get_element(env, argv[1], i, &f);
