@@ -1,9 +1,9 @@
 /**
  * When a backend leaves a frontend, the nft transaction stops new connections
  * from reaching it at once; connections already tracked keep their NAT
- * binding and would go on reaching it. This module says which conntrack
- * entries to delete, and deletes them (after the transaction, so no new entry
- * can be made in between).
+ * binding and would go on reaching it. This module says, purely, which
+ * conntrack entries to delete; programmer.ts has native-conntrack.ts delete
+ * them after the transaction, so no new entry can be made in between.
  *
  * - Task removed (or the frontend gone): every protocol. The task is gone;
  *   its connections can only hang until they time out (432000 s for TCP).
