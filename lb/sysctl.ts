@@ -1,5 +1,6 @@
 /**
- * The sysctls lb needs, and setting them in a namespace.
+ * The sysctls lb needs, and reading and setting sysctls in a namespace (netd's
+ * reconcile uses the same for br_netfilter's switches, netd/kernel-state.ts).
  *
  * - Task namespaces: `net.ipv4.tcp_timestamps=2` (timestamps off, SACK on). With
  *   timestamps on, one backend reached through two VIPs (or a VIP and its own
@@ -34,17 +35,32 @@ export function taskSysctls (tcpEstablishedTimeout: number | null): Sysctls {
 
 export const HOST_SYSCTLS: Sysctls = { [IP_FORWARD]: '1' }
 
-export async function writeSysctls (netns: string | null, values: Sysctls): Promise<void> {
+/** `sysctl` output (without -n): `name = value` per line. */
+export function parseSysctls (stdout: string): Map<string, string> {
+  const values = new Map<string, string>()
+  for (const line of stdout.split('\n')) {
+    const equals = line.indexOf(' = ')
+    if (equals > 0) values.set(line.slice(0, equals).trim(), line.slice(equals + 3).trim())
+  }
+  return values
+}
+
+export interface WriteOptions {
+  /** Skip names this kernel lacks (their module not loaded) instead of failing: `sysctl -e`. */
+  readonly skipMissing?: boolean
+}
+
+export async function writeSysctls (netns: string | null, values: Sysctls, options: WriteOptions = {}): Promise<void> {
   const settings = Object.entries(values).map(([k, v]) => `${k}=${v}`)
   if (settings.length === 0) return
-  const result = await run(inNamespace(netns, ['sysctl', '-q', '-w', ...settings]))
+  const result = await run(inNamespace(netns, ['sysctl', ...(options.skipMissing === true ? ['-e'] : []), '-q', '-w', ...settings]))
   if (result.code !== 0) throw new LbError('LB_ERR_SYSCTL', `sysctl -w in ${netns ?? 'host namespace'}: ${result.stderr.trim() || `exit ${result.code}`}`)
 }
 
+/** The values of those of `names` the namespace's kernel has (a name it lacks is absent). */
 export async function readSysctls (netns: string | null, names: readonly string[]): Promise<Record<string, string>> {
   if (names.length === 0) return {}
-  const result = await run(inNamespace(netns, ['sysctl', '-n', ...names]))
-  if (result.code !== 0) throw new LbError('LB_ERR_SYSCTL', `sysctl -n in ${netns ?? 'host namespace'}: ${result.stderr.trim() || `exit ${result.code}`}`)
-  const values = result.stdout.split('\n')
-  return Object.fromEntries(names.map((name, i) => [name, (values[i] ?? '').trim()]))
+  const result = await run(inNamespace(netns, ['sysctl', '-e', ...names]))
+  if (result.code !== 0) throw new LbError('LB_ERR_SYSCTL', `sysctl in ${netns ?? 'host namespace'}: ${result.stderr.trim() || `exit ${result.code}`}`)
+  return Object.fromEntries(parseSysctls(result.stdout))
 }

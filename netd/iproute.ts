@@ -6,7 +6,7 @@
  * pure layers never need it, and a faulty wrapper can stand in to test failures.
  */
 import { spawn } from 'node:child_process'
-import { inNamespace } from '../lb/exec.ts'
+import { readSysctls, writeSysctls } from '../lb/sysctl.ts'
 
 export interface BatchFailure {
   /** 0-based index of the failed line in the batch; -1 when iproute2 did not say which. */
@@ -74,28 +74,14 @@ function namespaceArgs (netns: string | null): string[] {
   return netns === null ? [] : ['-n', netns]
 }
 
-/** sysctl has no namespace option. */
-function sysctlCommand (netns: string | null, args: readonly string[]): [string, string[]] {
-  const [command, ...rest] = inNamespace(netns, ['sysctl', ...args])
-  return [command!, rest]
-}
-
-/** `sysctl` output: `name = value` per line. */
-export function parseSysctls (stdout: string): Map<string, string> {
-  const values = new Map<string, string>()
-  for (const line of stdout.split('\n')) {
-    const equals = line.indexOf(' = ')
-    if (equals > 0) values.set(line.slice(0, equals).trim(), line.slice(equals + 3).trim())
-  }
-  return values
-}
-
 export const iproute: IprouteRunner = {
   async batch (tool, netns, lines) {
     if (lines.length === 0) return { failures: [] }
     if (tool === 'sysctl') {
-      const result = await run(...sysctlCommand(netns, ['-e', '-q', '-w', ...lines]), '')
-      return { failures: result.code === 0 ? [] : [{ index: -1, message: result.stderr.trim() || `sysctl exited ${result.code}` }] }
+      const values = Object.fromEntries(lines.map((line) => line.split('=', 2) as [string, string]))
+      return await writeSysctls(netns, values, { skipMissing: true }).then(
+        () => ({ failures: [] }),
+        (error: unknown) => ({ failures: [{ index: -1, message: (error as Error).message }] }))
     }
     // -force: keep going after a failed line, so one bad object does not leave the rest of the batch undone.
     const result = await run(tool, [...namespaceArgs(netns), '-force', '-batch', '-'], lines.join('\n') + '\n')
@@ -113,9 +99,7 @@ export const iproute: IprouteRunner = {
   },
 
   async sysctls (netns, names) {
-    const result = await run(...sysctlCommand(netns, ['-e', ...names]), '')
-    if (result.code !== 0) throw new Error(`sysctl ${netns}: ${result.stderr.trim()}`)
-    return parseSysctls(result.stdout)
+    return new Map(Object.entries(await readSysctls(netns, names)))
   },
 
   async namespaces () {

@@ -43,16 +43,6 @@ typedef struct {
   int tcp_state;
 } filter_t;
 
-/* An entry's original tuple: what a delete request names it by. */
-typedef struct {
-  uint32_t src, dst;
-  uint16_t sport, dport;
-  uint8_t protocol;
-  int has_zone;
-  uint16_t zone;
-  uint32_t filter;
-} entry_t;
-
 typedef struct {
   char netns[512];
   filter_t *filters;
@@ -63,11 +53,20 @@ typedef struct {
   napi_async_work work;
 } job_t;
 
+/* One direction of an entry, network order. */
 typedef struct {
   uint32_t src, dst;
   uint16_t sport, dport;
   uint8_t protocol;
 } tuple_t;
+
+/* A matched entry: its original tuple (and zone) is what a delete request names it by. */
+typedef struct {
+  tuple_t orig;
+  int has_zone;
+  uint16_t zone;
+  uint32_t filter;
+} entry_t;
 
 static const struct nlattr *next_attr (const struct nlattr *a) {
   return (const struct nlattr *)((const char *)a + NLA_ALIGN(a->nla_len));
@@ -176,15 +175,15 @@ static int delete_entry (int fd, const entry_t *e, uint32_t seq, char *buffer, j
   at += open_nest(at, CTA_TUPLE_ORIG);
   char *ip = at;
   at += open_nest(at, CTA_TUPLE_IP);
-  at += put_attr(at, CTA_IP_V4_SRC, &e->src, 4);
-  at += put_attr(at, CTA_IP_V4_DST, &e->dst, 4);
+  at += put_attr(at, CTA_IP_V4_SRC, &e->orig.src, 4);
+  at += put_attr(at, CTA_IP_V4_DST, &e->orig.dst, 4);
   close_nest(ip, at);
   char *proto = at;
   at += open_nest(at, CTA_TUPLE_PROTO);
-  at += put_attr(at, CTA_PROTO_NUM, &e->protocol, 1);
-  if (e->protocol == IPPROTO_TCP || e->protocol == IPPROTO_UDP) {
-    at += put_attr(at, CTA_PROTO_SRC_PORT, &e->sport, 2);
-    at += put_attr(at, CTA_PROTO_DST_PORT, &e->dport, 2);
+  at += put_attr(at, CTA_PROTO_NUM, &e->orig.protocol, 1);
+  if (e->orig.protocol == IPPROTO_TCP || e->orig.protocol == IPPROTO_UDP) {
+    at += put_attr(at, CTA_PROTO_SRC_PORT, &e->orig.sport, 2);
+    at += put_attr(at, CTA_PROTO_DST_PORT, &e->orig.dport, 2);
   }
   close_nest(proto, at);
   close_nest(tuple, at);
@@ -282,7 +281,7 @@ static void run (napi_env env, void *data) {
         }
         entries = grown;
       }
-      entries[count++] = (entry_t){ orig.src, orig.dst, orig.sport, orig.dport, orig.protocol, has_zone, zone, (uint32_t)which };
+      entries[count++] = (entry_t){ orig, has_zone, zone, (uint32_t)which };
     }
   }
   /* After the dump, never during it: a delete while the kernel walks would be answered between its parts. */

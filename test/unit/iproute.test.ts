@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseBatchErrors, parseSysctls } from '../../netd/iproute.ts'
+import { parseBatchErrors } from '../../netd/iproute.ts'
 import { execute } from '../../netd/executor.ts'
 import type { IprouteRunner } from '../../netd/iproute.ts'
 import type { Command } from '../../netd/plan.ts'
@@ -14,14 +14,6 @@ t.test('batch errors are tied to their line, as iproute2 -force prints them', as
   // `ip neigh` exits the whole batch on failure, with no trailer.
   t.same(parseBatchErrors('RTNETLINK answers: No such file or directory\n'), [{ index: -1, message: 'RTNETLINK answers: No such file or directory' }])
   t.same(parseBatchErrors(''), [{ index: -1, message: 'batch failed without a message' }])
-})
-
-t.test('sysctl output is read by name; a name the kernel lacks (skipped by -e) is absent', async (t) => {
-  // Captured from `sysctl -e net.bridge.bridge-nf-call-iptables net.nope.x net.bridge.bridge-nf-call-arptables` (procps 4).
-  const values = parseSysctls('net.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-arptables = 0\n')
-  t.same([...values], [['net.bridge.bridge-nf-call-iptables', '1'], ['net.bridge.bridge-nf-call-arptables', '0']])
-  t.same([...parseSysctls('')], [])
-  t.same([...parseSysctls('kernel.domainname = (none)\nnet.ipv4.ip_local_port_range = 32768\t60999\n')], [['kernel.domainname', '(none)'], ['net.ipv4.ip_local_port_range', '32768\t60999']])
 })
 
 t.test('a removal that finds nothing is done; any other failure is reported with its line', async (t) => {
